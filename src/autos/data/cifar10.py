@@ -1,0 +1,166 @@
+"""CIFAR-10 ("python version"): pickled batches read from the folder or straight from the tar.gz.
+
+The batches are pickles, and unpickling runs code, so they are loaded with an unpickler that
+resolves only the few globals numpy needs to rebuild an array.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import tarfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from autos.data import DATASETS, DatasetSpec, Splits, first_per_class
+from autos.data.archive import check_tar_member
+from autos.errors import DataError
+
+log = logging.getLogger(__name__)
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+META_FILE = "batches.meta"
+NUM_CLASSES = 10
+
+
+def _latin1_encode(text: object, encoding: str = "utf-8") -> bytes:
+    """Stand-in for ``_codecs.encode``: protocol-2 pickles store array bytes as latin1 text."""
+    if not isinstance(text, str) or encoding.lower() not in ("latin1", "latin-1"):
+        raise DataError(f"forbidden call _codecs.encode({type(text).__name__}, {encoding!r}) in pickle")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    try:  # numpy >= 2
+        from numpy._core import multiarray
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only numpy's array reconstruction; anything else is a DataError."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise DataError(f"forbidden global {module}.{name} in pickle; only numpy arrays are allowed") from None
+
+
+def restricted_loads(raw: bytes, where: str) -> Any:
+    """Unpickle untrusted bytes; any failure (forbidden global, truncation, garbage) is a DataError."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    except Exception as exc:  # untrusted input: every way of failing is a data problem
+        raise DataError(f"{where}: not a readable pickle ({type(exc).__name__}: {exc}); truncated or corrupt?") from exc
+
+
+def _as_str_keys(obj: object, where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a dict, got {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def load_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one batch into (data uint8 N x 3072, labels int64 N), checking both."""
+    batch = _as_str_keys(restricted_loads(raw, where), where)
+    data, labels = batch.get("data"), batch.get("labels")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        got = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{where}: 'data' must be a uint8 N x 3072 array, got {got}")
+    if not isinstance(labels, (list, np.ndarray)):
+        raise DataError(f"{where}: 'labels' must be a list of ints, got {type(labels).__name__}")
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != len(data) or (len(y) and y.dtype.kind not in "iu"):
+        raise DataError(f"{where}: 'labels' must hold {len(data)} ints, got {len(y)} of type {y.dtype}")
+    if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+        raise DataError(f"{where}: labels must be in 0..9, found {int(y.min())}..{int(y.max())}")
+    return data, y.astype(np.int64)
+
+
+def load_label_names(raw: bytes, where: str) -> list[str]:
+    """Class names from ``batches.meta`` (``label_names``)."""
+    names = _as_str_keys(restricted_loads(raw, where), where).get("label_names")
+    if not isinstance(names, list) or len(names) != NUM_CLASSES:
+        raise DataError(f"{where}: 'label_names' must be a list of {NUM_CLASSES} names")
+    return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _read_files(source: Path) -> dict[str, bytes]:
+    """Raw bytes of the batches and meta, from the extracted folder or in one pass over the tar."""
+    wanted = {*TRAIN_FILES, TEST_FILE, META_FILE}
+    if source.is_dir():
+        found = {n: (source / n).read_bytes() for n in wanted if (source / n).is_file()}
+    else:
+        found = {}
+        try:
+            with tarfile.open(source, "r:*") as tf:
+                for member in tf:
+                    check_tar_member(member, source)
+                    parts = PurePosixPath(member.name).parts
+                    if member.isfile() and len(parts) == 2 and parts[0] == FOLDER and parts[1] in wanted:
+                        fh = tf.extractfile(member)
+                        assert fh is not None
+                        found[parts[1]] = fh.read()
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            raise DataError(f"cannot read {source}: {exc} (truncated or corrupt archive?)") from exc
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise DataError(f"{source}: missing {', '.join(missing)} (expected the {FOLDER}/ layout)")
+    return found
+
+
+def decode_cifar10(source: Path, max_train_per_class: int | None, max_test_per_class: int | None) -> Splits:
+    """Decode all batches; caps keep the first N images of each class in order of appearance."""
+    files = _read_files(source)
+    where = {n: str(source / n) if source.is_dir() else f"{source}:{FOLDER}/{n}" for n in files}
+    class_names = load_label_names(files[META_FILE], where[META_FILE])
+    train = [load_batch(files[n], where[n]) for n in TRAIN_FILES]
+    train_data = np.concatenate([d for d, _ in train])
+    train_y = np.concatenate([y for _, y in train])
+    test_data, test_y = load_batch(files[TEST_FILE], where[TEST_FILE])
+    keep_tr = first_per_class(train_y, max_train_per_class, NUM_CLASSES)
+    keep_te = first_per_class(test_y, max_test_per_class, NUM_CLASSES)
+    log.info("cifar10: %d/%d train, %d/%d test images kept", len(keep_tr), len(train_y), len(keep_te), len(test_y))
+    return Splits(
+        train_x=np.ascontiguousarray(train_data[keep_tr].reshape(-1, 3, 32, 32)),
+        train_y=train_y[keep_tr],
+        test_x=np.ascontiguousarray(test_data[keep_te].reshape(-1, 3, 32, 32)),
+        test_y=test_y[keep_te],
+        class_names=class_names,
+    )
+
+
+CIFAR10 = DATASETS.register("cifar10")(
+    DatasetSpec(
+        name="cifar10",
+        num_classes=NUM_CLASSES,
+        image_size=32,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        folder_name=FOLDER,
+        archive_names=("cifar-10-python.tar.gz", "cifar-10-subset-python.tar.gz"),
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        md5="c58f30108f718f92721af3b95e74349a",
+        decode=decode_cifar10,
+    )
+)

@@ -1,0 +1,286 @@
+"""The prepared-data folder: find raw data, decode it once into .npy arrays, and load them back verified.
+
+A prepared folder holds ``train_x.npy``, ``train_y.npy``, ``test_x.npy``, ``test_y.npy`` (uint8 NCHW
+images, int64 labels) and ``meta.json`` recording where the data came from, the settings, and the
+sha256 of every array so that training never runs on silently changed data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from autos.data import DATASETS, DatasetSpec
+from autos.data.archive import download as download_file
+from autos.data.archive import replace_dir, sha256_file
+from autos.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "AUTOS_DATA_DIR"
+SCHEMA_VERSION = 1
+ARRAY_FILES = ("train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy")
+
+
+def _candidate_names(spec: DatasetSpec) -> list[str]:
+    return [spec.folder_name, *spec.archive_names]
+
+
+def locate_source(dataset_name: str, search_dirs: list[Path]) -> Path | None:
+    """First extracted folder or archive of the dataset found in ``search_dirs`` (in order), else None."""
+    spec = DATASETS.get(dataset_name)
+    for directory in search_dirs:
+        for name in _candidate_names(spec):
+            path = Path(directory) / name
+            if path.is_dir() if name == spec.folder_name else path.is_file():
+                log.info("%s: using %s", dataset_name, path)
+                return path
+    return None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the raw data was found: ``kind`` is folder, archive or download (then ``url`` is set)."""
+
+    path: Path
+    kind: str
+    url: str | None = None
+
+
+def _search_dirs(search_dirs: list[Path], download_dir: Path | None) -> list[Path]:
+    """$AUTOS_DATA_DIR (a deliberate per-user choice) first, then the configured dirs, then download_dir."""
+    dirs = [Path(os.environ[DATA_DIR_ENV])] if os.environ.get(DATA_DIR_ENV) else []
+    dirs += [Path(d) for d in search_dirs]
+    if download_dir is not None:
+        dirs.append(Path(download_dir))
+    return list(dict.fromkeys(dirs))  # drop duplicates, keep order
+
+
+def obtain_source(
+    dataset_name: str,
+    *,
+    search_dirs: list[Path],
+    download: bool,
+    download_dir: Path | None,
+    url: str | None = None,
+    md5: str | None = None,
+) -> Source:
+    """Locate the raw data, downloading the official archive if allowed; else explain how to provide it.
+
+    With ``url`` overridden the official md5 no longer applies; ``md5`` (if given) is checked instead.
+    """
+    spec = DATASETS.get(dataset_name)
+    dirs = _search_dirs(search_dirs, download_dir)
+    found = locate_source(dataset_name, dirs)
+    if found is not None:
+        return Source(found, "folder" if found.is_dir() else "archive")
+    failure = ""
+    if download and download_dir is None:
+        failure = "\nDownload was enabled but no download_dir was given."
+    elif download:
+        source_url = url or spec.url
+        expected = md5 if url else spec.md5
+        try:
+            path = download_file(source_url, Path(download_dir) / spec.archive_names[0], expected)
+            return Source(path, "download", source_url)
+        except DataError as exc:
+            failure = f"\nDownload was enabled but failed: {exc}"
+    looked = ", ".join(f"{spec.folder_name}/" if n == spec.folder_name else n for n in _candidate_names(spec))
+    where = ", ".join(f"{d}" + ("" if d.is_dir() else " (missing)") for d in dirs) or "(no folders given)"
+    raise DataError(
+        f"no {dataset_name} data found: looked for {looked} in {where}.{failure}\n"
+        f"To provide it: put the archive or the extracted folder into one of those folders, "
+        f"or set the {DATA_DIR_ENV} environment variable to a folder that holds it, "
+        + (f"or check the network and retry (fetches {url or spec.url})." if download
+           else f"or enable download (fetches {url or spec.url}).")
+    )
+
+
+def resize_nchw(x: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 NCHW images with PIL bilinear (antialiased when shrinking); no-op at the same size."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = np.empty((len(x), 3, size, size), dtype=np.uint8)
+    for i, img in enumerate(x):
+        pil = Image.fromarray(np.ascontiguousarray(img.transpose(1, 2, 0)))
+        out[i] = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR)).transpose(2, 0, 1)
+    return out
+
+
+def _check_settings(**values: int | None) -> None:
+    problems = [f"{k} must be a positive integer or None, got {v!r}" for k, v in values.items()
+                if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1)]
+    if problems:
+        raise ConfigError(problems, source="prepare_dataset")
+
+
+def prepare_dataset(
+    name: str,
+    *,
+    search_dirs: list[Path],
+    out_dir: Path,
+    download: bool,
+    download_dir: Path | None,
+    url: str | None = None,
+    md5: str | None = None,
+    max_train_per_class: int | None = None,
+    max_test_per_class: int | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Decode a dataset into ``out_dir`` (replaced atomically) and return its metadata.
+
+    Caps keep the first N images of each class in a fixed order, so ``seed`` does not change the
+    selection; it is recorded in the metadata for provenance only.
+    """
+    spec = DATASETS.get(name)
+    _check_settings(max_train_per_class=max_train_per_class, max_test_per_class=max_test_per_class,
+                    image_size=image_size)
+    source = obtain_source(name, search_dirs=search_dirs, download=download, download_dir=download_dir,
+                           url=url, md5=md5)
+    start = time.perf_counter()
+    splits = spec.decode(source.path, max_train_per_class, max_test_per_class)
+    size = image_size or spec.image_size
+    arrays = {
+        "train_x.npy": resize_nchw(splits.train_x, size),
+        "train_y.npy": splits.train_y.astype(np.int64),
+        "test_x.npy": resize_nchw(splits.test_x, size),
+        "test_y.npy": splits.test_y.astype(np.int64),
+    }
+    meta: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": name,
+        "num_classes": spec.num_classes,
+        "image_size": size,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "counts": {"train": len(splits.train_y), "test": len(splits.test_y)},
+        "per_class_counts": {
+            "train": np.bincount(splits.train_y, minlength=spec.num_classes).tolist(),
+            "test": np.bincount(splits.test_y, minlength=spec.num_classes).tolist(),
+        },
+        "class_names": splits.class_names,
+        "source": {
+            "path": str(source.path),
+            "url": source.url,
+            "kind": source.kind,
+            "sha256": sha256_file(source.path) if source.path.is_file() else None,
+        },
+        "settings": {
+            "max_train_per_class": max_train_per_class,
+            "max_test_per_class": max_test_per_class,
+            "image_size": image_size,
+            "seed": seed,
+        },
+        "files": {},
+    }
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for file_name, array in arrays.items():
+            np.save(tmp / file_name, array, allow_pickle=False)
+            meta["files"][file_name] = sha256_file(tmp / file_name)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("%s: wrote %d train / %d test images (%dpx) to %s in %.1fs", name, meta["counts"]["train"],
+             meta["counts"]["test"], size, out_dir, time.perf_counter() - start)
+    return meta
+
+
+@dataclass
+class PreparedData:
+    """Prepared arrays as tensors (uint8 NCHW images, int64 labels) plus their metadata."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    meta: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.meta["mean"])
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        return tuple(float(v) for v in self.meta["std"])
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("schema_version") != SCHEMA_VERSION:
+        found = meta.get("schema_version") if isinstance(meta, dict) else None
+        raise DataError(f"{path}: schema_version {found!r}, expected {SCHEMA_VERSION}; prepare the data again")
+    missing = [k for k in ("num_classes", "image_size", "mean", "std", "counts", "files") if k not in meta]
+    if missing:
+        raise DataError(f"{path}: missing keys {', '.join(missing)}")
+    return meta
+
+
+def _load_array(path: Path, expected_sha256: object) -> np.ndarray:
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise DataError(f"{path}: sha256 {actual} does not match meta.json ({expected_sha256}); "
+                        "the file was changed or corrupted, prepare the data again")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
+
+
+def load_prepared(directory: Path) -> PreparedData:
+    """Load a prepared folder, verifying checksums, dtypes, shapes, counts and label ranges."""
+    directory = Path(directory)
+    missing = [n for n in ("meta.json", *ARRAY_FILES) if not (directory / n).is_file()]
+    if missing:
+        raise DataError(f"{directory}: missing {', '.join(missing)}; run the prepare stage first")
+    meta = _read_meta(directory)
+    size, num_classes = int(meta["image_size"]), int(meta["num_classes"])
+    arrays = {n: _load_array(directory / n, meta["files"].get(n)) for n in ARRAY_FILES}
+    for split in ("train", "test"):
+        x, y = arrays[f"{split}_x.npy"], arrays[f"{split}_y.npy"]
+        x_path, y_path = directory / f"{split}_x.npy", directory / f"{split}_y.npy"
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise DataError(f"{x_path}: expected uint8 (N, 3, {size}, {size}), got {x.dtype} {x.shape}")
+        if y.dtype != np.int64 or y.shape != (len(x),):
+            raise DataError(f"{y_path}: expected int64 ({len(x)},), got {y.dtype} {y.shape}")
+        if len(y) != meta["counts"].get(split):
+            raise DataError(f"{y_path}: {len(y)} labels but meta.json counts {meta['counts'].get(split)}")
+        if len(y) and (y.min() < 0 or y.max() >= num_classes):
+            raise DataError(f"{y_path}: labels {int(y.min())}..{int(y.max())} outside 0..{num_classes - 1}")
+    log.info("loaded %s: %d train / %d test images", directory, len(arrays["train_y.npy"]),
+             len(arrays["test_y.npy"]))
+    return PreparedData(
+        train_x=torch.from_numpy(arrays["train_x.npy"]),
+        train_y=torch.from_numpy(arrays["train_y.npy"]),
+        test_x=torch.from_numpy(arrays["test_x.npy"]),
+        test_y=torch.from_numpy(arrays["test_y.npy"]),
+        meta=meta,
+    )

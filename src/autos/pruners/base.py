@@ -1,0 +1,113 @@
+"""The pruner contract: every method turns a model at initialization into a mask.
+
+Score-based methods subclass ``ScorePruner`` and implement only ``score`` (higher = keep); the shared
+``autos.masking.select_mask`` turns scores into a mask. Methods that need training or their own selection
+(SynFlow's iterations, K-starts, Pruning from Scratch, ...) override ``prune`` and build on
+``autos.training``. A pruner never modifies ``ctx.model``: it works on copies (tested for every method).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from autos.config import TrainRecipe
+from autos.masking import Masks, Scores, prunable_parameters, select_mask
+from autos.training import ImageData, Normalizer, iterate_batches
+
+
+class NoSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScopeSettings(NoSettings):
+    scope: Literal["global", "layerwise"] = "global"
+
+
+class DataSettings(ScopeSettings):
+    """Settings of methods that score on a few batches of training data."""
+
+    num_batches: int = 1
+    batch_size: int = 256
+    train_mode: bool = True  # methods.md section 0.6: data-driven scores use batch statistics
+
+
+@dataclass
+class PruneContext:
+    """Everything a method may use. ``model`` is the target at init (never modified by a pruner)."""
+
+    model: nn.Module
+    data: ImageData
+    recipe: TrainRecipe
+    device: torch.device
+    seed: int
+    num_classes: int
+    include_classifier: bool = True
+    build_model: Callable[[int], nn.Module] | None = None  # same architecture, init drawn from a seed
+    cache_dir: Path | None = None  # for expensive intermediate results (e.g. a trained dense model)
+    resources: dict[str, Any] = field(default_factory=dict)  # e.g. the trained AutoS scorer
+
+    def prunable_names(self, model: nn.Module | None = None) -> list[str]:
+        return list(prunable_parameters(model or self.model, self.include_classifier))
+
+    def copy_model(self) -> nn.Module:
+        return copy.deepcopy(self.model).to(self.device)
+
+    def batches(
+        self, num_batches: int, batch_size: int, *, augment: bool = False, seed_offset: int = 0
+    ) -> list[tuple[Tensor, Tensor]]:
+        """Normalised training batches drawn with the context seed (the same for every method)."""
+        generator = torch.Generator().manual_seed(self.seed + 7919 * (seed_offset + 1))
+        norm = Normalizer.of(self.data, self.device)
+        out = []
+        for i, (xb, yb) in enumerate(
+            iterate_batches(self.data.train_x, self.data.train_y, batch_size, generator=generator, augment=augment)
+        ):
+            if i >= num_batches:
+                break
+            out.append((norm(xb.to(self.device), channels_last=False), yb.to(self.device)))
+        return out
+
+
+@dataclass
+class PruneResult:
+    masks: Masks
+    info: dict[str, float | int | str] = field(default_factory=dict)  # logged next to the result
+    state_dict: dict[str, Tensor] | None = None  # weights to train from, for methods that move them
+    scores: Scores | None = None  # kept for modifiers (invert) when the method is score-based
+
+
+class Pruner:
+    """Base class. ``Settings`` is validated from ``transfer.method_settings.<name>`` at config load."""
+
+    Settings: ClassVar[type[BaseModel]] = NoSettings
+    needs_data: ClassVar[bool] = False
+    # 'pai' = at initialization; 'early' = after a little training; 'trained' = needs a trained model
+    kind: ClassVar[str] = "pai"
+
+    def __init__(self, settings: BaseModel | None = None) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+
+    def prune(self, ctx: PruneContext, density: float) -> PruneResult:
+        raise NotImplementedError
+
+
+class ScorePruner(Pruner):
+    """A method defined by its scoring rule alone."""
+
+    Settings: ClassVar[type[BaseModel]] = ScopeSettings
+
+    def score(self, ctx: PruneContext) -> Scores:
+        raise NotImplementedError
+
+    def prune(self, ctx: PruneContext, density: float) -> PruneResult:
+        scores = self.score(ctx)
+        scope = getattr(self.settings, "scope", "global")
+        return PruneResult(masks=select_mask(scores, density, scope=scope), scores=scores)

@@ -1,0 +1,48 @@
+"""DVC stage: per-weight initial features of the source model, labelled with IRP survival -> Parquet.
+
+Output: data/features/source.parquet (schema in autos.features; metadata: source, dataset, IRP settings, seed).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from autos.features import feature_table, weight_features, write_table
+from autos.study import FEATURES_PATH, IRP_DIR, METRICS_DIR, load_dataset, model_for
+from autos.tracking import Tracker
+from autos.training import resolve_device
+from stages.common import parser, repo_root, run_stage, write_json
+
+
+def main(cfg, args) -> None:  # noqa: ANN001
+    root = repo_root()
+    device = resolve_device(cfg.device)
+    data = load_dataset(root, cfg.source.dataset)
+    model = model_for(cfg.source, data, cfg.seed)
+    model.load_state_dict(torch.load(root / IRP_DIR / "init.pt", weights_only=True))
+    survived = torch.load(root / IRP_DIR / "survival.pt", weights_only=True)
+    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
+    with tracker.run("features", params={"features": cfg.features.model_dump(), "source": cfg.source.model_dump()},
+                     tags={"stage": "features"}):
+        start = time.perf_counter()
+        infos, features = weight_features(model, data, cfg.features, device=device, seed=cfg.seed,
+                                          include_classifier=cfg.pruning.include_classifier)
+        feature_seconds = time.perf_counter() - start
+        table = feature_table(infos, features, cfg.features.extra, survived=survived, num_rounds=cfg.irp.num_rounds)
+        start = time.perf_counter()
+        write_table(table, root / FEATURES_PATH, {
+            "source": cfg.source.model_dump(), "dataset": cfg.source.dataset, "irp": cfg.irp.model_dump(),
+            "features": cfg.features.model_dump(), "seed": cfg.seed, "num_rounds": cfg.irp.num_rounds,
+            "layers": [i.name for i in infos],
+        })
+        write_seconds = time.perf_counter() - start
+        metrics = {"rows": table.num_rows, "layers": len(infos), "feature_seconds": feature_seconds,
+                   "write_seconds": write_seconds, "rows_per_second_write": table.num_rows / max(write_seconds, 1e-9)}
+        write_json(root / METRICS_DIR / "features.json", metrics)
+        tracker.log_metrics(metrics)
+
+
+if __name__ == "__main__":
+    run_stage("features", main, parser(__doc__))

@@ -1,0 +1,57 @@
+"""DVC stage: iterative rewind pruning on the source model -> survival counts and the IRP curve.
+
+Outputs: data/irp/{init.pt, survival.pt, masks.pt, curve.json}, metrics/irp.json. Resumes a killed run from
+its last finished round (checkpoints under data/cache/irp_resume, removed on success).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autos.irp import clear_resume_state, run_irp
+from autos.study import CACHE_DIR, IRP_DIR, METRICS_DIR, load_dataset, model_for
+from autos.tracking import Tracker
+from autos.training import resolve_device
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+
+
+def main(cfg, args) -> None:  # noqa: ANN001
+    root = repo_root()
+    device = resolve_device(cfg.device)
+    data = load_dataset(root, cfg.source.dataset)
+    model = model_for(cfg.source, data, cfg.seed)
+    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
+    resume_dir = root / CACHE_DIR / "irp_resume"
+    params = {"source": cfg.source.model_dump(), "irp": cfg.irp.model_dump(), "training": cfg.training.model_dump(),
+              "seed": cfg.seed, "include_classifier": cfg.pruning.include_classifier,
+              "dataset.train_images": len(data.train_y)}
+
+    with tracker.run("irp", params=params, tags={"stage": "irp"}):
+        def on_round(record, result) -> None:  # noqa: ANN001
+            with tracker.run(f"irp round {record['round']}", nested=True, tags={"stage": "irp", "round": record["round"]}):
+                tracker.log_params({"round": record["round"], "requested_density": record["requested_density"]})
+                tracker.log_history(result.history)
+                tracker.log_metrics({k: v for k, v in record.items() if k != "round"})
+            tracker.log_metrics({"density": record["density"], "final_test_acc": record["final_test_acc"]},
+                                step=record["round"])
+
+        result = run_irp(model, data, cfg.irp, cfg.training, device=device, seed=cfg.seed,
+                         include_classifier=cfg.pruning.include_classifier, resume_dir=resume_dir,
+                         on_round=on_round)
+        with atomic_dir(root / IRP_DIR) as out:
+            torch.save(result.init_state, out / "init.pt")
+            torch.save(result.survived, out / "survival.pt")
+            torch.save({f"round_{i + 1}": m for i, m in enumerate(result.masks)}, out / "masks.pt")
+            write_json(out / "curve.json", {"num_rounds": cfg.irp.num_rounds, "rounds": result.curve})
+        final = result.curve[-1]
+        metrics = {"final_density": final["density"], "final_test_acc": final["final_test_acc"],
+                   "best_test_acc": final["best_test_acc"],
+                   "dense_test_acc": result.curve[0]["final_test_acc"] if result.curve[0]["round"] == 0 else None}
+        write_json(root / METRICS_DIR / "irp.json", metrics)
+        tracker.log_metrics({f"summary.{k}": v for k, v in metrics.items() if v is not None})
+        tracker.log_artifact(root / IRP_DIR / "curve.json")
+    clear_resume_state(resume_dir)
+
+
+if __name__ == "__main__":
+    run_stage("irp", main, parser(__doc__))

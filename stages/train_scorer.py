@@ -1,0 +1,58 @@
+"""DVC stage: train the AutoS scorer on the source feature table; evaluate it against trivial scorers.
+
+Outputs: data/scorer/{scorer.pt, scorer.json, split.npz, history.json}, metrics/scorer.json (held-out MSE,
+Spearman, top-k overlap with IRP, AUC of "survives every round", next to |w0|, |g0|, |w0*g0| and random on the
+same rows). The scorer is logged to MLflow as a model built from code and registered as "autos-scorer".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from autos.features import read_table, table_metadata
+from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, save_scorer, trivial_baselines
+from autos.study import FEATURES_PATH, METRICS_DIR, SCORER_DIR
+from autos.tracking import Tracker
+from autos.training import resolve_device
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+
+
+def main(cfg, args) -> None:  # noqa: ANN001
+    root = repo_root()
+    device = resolve_device(cfg.device)
+    meta = table_metadata(root / FEATURES_PATH)
+    table = read_table(root / FEATURES_PATH)
+    num_rounds = int(meta["num_rounds"])
+    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
+    params = {"scorer": cfg.scorer.model_dump(), "table.rows": table.num_rows, "table.source": meta["source"],
+              "table.irp": meta["irp"]}
+    with tracker.run("train_scorer", params=params, tags={"stage": "train_scorer"}):
+        fit = fit_scorer(table, cfg.scorer, device=device)
+        for epoch in fit.history:
+            tracker.log_metrics({"train_mse": epoch.train_mse, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
+
+        holdout = fit.holdout_idx
+        survived = table.column("survived").to_numpy()[holdout].astype(np.int64)
+        pred = predict(fit.model, input_matrix(table, fit.settings.inputs, holdout), device=device)
+        densities = list(cfg.scorer.topk_densities)
+        scorer_metrics = evaluate_ranking(pred, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
+        columns = {c: table.column(c).to_numpy()[holdout] for c in ("w0", "g0")}
+        baselines = trivial_baselines(columns, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
+        metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(holdout)),
+                   "train_rows": int(len(fit.train_idx)), "fit_seconds": fit.seconds}
+
+        with atomic_dir(root / SCORER_DIR) as out:
+            save_scorer(out, fit.model, cfg.scorer.name, fit.settings,
+                        {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
+            np.savez_compressed(out / "split.npz", train_idx=fit.train_idx, holdout_idx=holdout)
+            write_json(out / "history.json", [asdict(e) for e in fit.history])
+        write_json(root / METRICS_DIR / "scorer.json", metrics)
+        tracker.log_metrics({"holdout": scorer_metrics,
+                             **{f"baseline.{k}": v for k, v in baselines.items()}, "fit_seconds": fit.seconds})
+        tracker.log_scorer_model(root / SCORER_DIR, registered_name=f"{cfg.tracking.experiment}-scorer")
+
+
+if __name__ == "__main__":
+    run_stage("train_scorer", main, parser(__doc__))

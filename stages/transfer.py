@@ -1,0 +1,71 @@
+"""DVC stage: prune one target at init with every method x sparsity x seed, train, evaluate.
+
+Outputs: data/transfer/<target>/results.json (one row per run), metrics/transfer_<target>.json (accuracy per
+method and sparsity, for ``dvc metrics``). MLflow: one run per target, nested runs per (method, sparsity, seed).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from autos.errors import ConfigError
+from autos.study import CACHE_DIR, METRICS_DIR, TRANSFER_DIR, load_dataset, model_for
+from autos.tracking import Tracker
+from autos.training import resolve_device
+from autos.transfer import run_target
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+
+
+def summary_metrics(rows: list[dict]) -> dict:
+    metrics: dict = {}
+    for row in rows:
+        method = row["method"] + (f"+{row['modifier']}" if row["modifier"] else "")
+        key = "dense" if row["method"] == "dense" else f"{method}@{row['sparsity']:g}"
+        metrics.setdefault(key, {})[f"seed{row['seed']}"] = {
+            "final_test_acc": row["final_test_acc"], "best_test_acc": row["best_test_acc"],
+            **({"achieved_sparsity": row["achieved_sparsity"]} if "achieved_sparsity" in row else {}),
+        }
+    return metrics
+
+
+def main(cfg, args) -> None:  # noqa: ANN001
+    if args.target not in cfg.transfer.targets:
+        raise ConfigError([f"--target {args.target!r} is not declared under transfer.targets "
+                           f"(declared: {', '.join(cfg.transfer.targets)})"], args.params)
+    root = repo_root()
+    spec = cfg.transfer.targets[args.target]
+    device = resolve_device(cfg.device)
+    data = load_dataset(root, spec.dataset)
+    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
+    resources = {"root": root, "features_config": cfg.features}
+    params = {"target": spec.model_dump(), "methods": cfg.transfer.methods, "sparsities": cfg.transfer.sparsities,
+              "seeds": cfg.transfer.seeds, "modifiers": cfg.transfer.modifiers,
+              "training": cfg.training.with_epochs(spec.epochs).model_dump(),
+              "method_settings": {m: cfg.transfer.settings_for(m).model_dump() for m in cfg.transfer.methods},
+              "dataset.train_images": len(data.train_y), "dataset.test_images": len(data.test_y)}
+
+    with tracker.run(f"transfer {args.target}", params=params, tags={"stage": "transfer", "target": args.target}):
+        def on_result(run, row, result) -> None:  # noqa: ANN001
+            tags = {"stage": "transfer", "target": run.target, "method": run.method, "sparsity": run.sparsity,
+                    "seed": run.seed, "modifier": run.modifier or ""}
+            with tracker.run(run.name, nested=True, tags=tags):
+                tracker.log_params({"method": run.method, "sparsity": run.sparsity, "seed": run.seed,
+                                    "modifier": run.modifier or "none", "info": row["info"]})
+                tracker.log_history(result.history)
+                tracker.log_metrics({k: v for k, v in row.items() if k not in ("layer_density", "info", "seed")})
+                if "layer_density" in row:
+                    tracker.log_dict(row["layer_density"], "layer_density.json")
+
+        rows = run_target(cfg, args.target, data, build=partial(model_for, spec, data), device=device,
+                          resources=resources, cache_dir=root / CACHE_DIR / "transfer" / args.target,
+                          on_result=on_result)
+        with atomic_dir(root / TRANSFER_DIR / args.target) as out:
+            write_json(out / "results.json", {"target": args.target, "spec": spec.model_dump(), "rows": rows})
+        write_json(root / METRICS_DIR / f"transfer_{args.target}.json", summary_metrics(rows))
+        tracker.log_artifact(root / TRANSFER_DIR / args.target / "results.json")
+
+
+if __name__ == "__main__":
+    p = parser(__doc__)
+    p.add_argument("--target", required=True)
+    run_stage("transfer", main, p)
