@@ -13,7 +13,6 @@ A killed run resumes from its last finished round: every round writes a checkpoi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from autos.config import IRPConfig, TrainRecipe
 from autos.masking import Masks, apply_masks_, mask_summary, prunable_parameters, select_mask
-from autos.pruners.snip import snip_scores
+from autos.saliency import snip_scores
 from autos.schedules import round_densities
 from autos.training import ImageData, Normalizer, TrainResult, iterate_batches, train
 
@@ -125,11 +124,11 @@ def run_irp(
                   "min_layer_density": summary["min_layer_density"], **result.metrics()}
         curve.append(record)
         log.info("IRP round %d: density %.4f final acc %.4f", r, record["density"], record["final_test_acc"])
-        if on_round is not None:
-            on_round(record, result)
-        if ckpt_dir is not None:
+        if ckpt_dir is not None:  # checkpoint first: a crash while logging must not lose the round
             _save_atomic({"round": r, "model": model.state_dict(), "survived": survived, "masks": masks_per_round,
                           "curve": json.dumps(curve)}, ckpt_dir / "latest.pt")
+        if on_round is not None:
+            on_round(record, result)
 
     for r in range(start_round, cfg.num_rounds + 1):
         if r == 0:
@@ -158,6 +157,3 @@ def clear_resume_state(resume_dir: Path | None) -> None:
             path.unlink() if path.is_file() else path.rmdir()
         resume_dir.rmdir()
 
-
-def copy_of(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model)

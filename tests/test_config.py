@@ -1,0 +1,91 @@
+"""Every shipped config loads; bad configs report every problem with its dotted path and the allowed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autos.config import load_config, parse_config
+from autos.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.transfer.methods
+    for method in cfg.transfer.methods:
+        cfg.transfer.settings_for(method)  # per-method settings validate
+    assert all(0 < s < 1 for s in cfg.transfer.sparsities)
+
+
+def _default() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _problems(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return info.value.problems
+
+
+def test_all_problems_reported_together_with_dotted_paths() -> None:
+    raw = _default()
+    raw["irp"]["num_rounds"] = "many"
+    raw["irp"]["schedule"] = "cubic"
+    raw["training"]["lr"] = -1
+    raw["transfer"]["sparsities"] = [0.5, 1.0]
+    raw["source"]["model"] = "resnet1000"
+    raw["irp"]["typo_key"] = 3
+    problems = _problems(raw)
+    text = "\n".join(problems)
+    assert "irp.num_rounds" in text
+    assert "irp.schedule" in text and "'linear'" in text and "'geometric'" in text
+    assert "training.lr" in text
+    assert "transfer.sparsities.1" in text and "1.0" in text
+    assert "source.model" in text and "resnet18" in text and "vgg16_bn" in text
+    assert "irp.typo_key: unknown key" in text and "num_rounds" in text  # lists allowed keys
+    assert len(problems) >= 6
+
+
+@pytest.mark.parametrize("value", [0, 1, 1.5, -0.1])
+def test_sparsity_outside_open_interval_rejected(value: float) -> None:
+    raw = _default()
+    raw["transfer"]["sparsities"] = [value]
+    text = "\n".join(_problems(raw))
+    assert "transfer.sparsities.0" in text and repr(value) in text
+
+
+def test_unknown_method_and_method_setting() -> None:
+    raw = _default()
+    raw["transfer"]["methods"] = ["snip", "snap"]
+    raw["transfer"]["method_settings"] = {"snip": {"num_batches": "x", "bogus": 1}}
+    text = "\n".join(_problems(raw))
+    assert "transfer.methods" in text and "'snap'" in text and "random" in text
+    assert "snip.num_batches" in text and "snip.bogus" in text
+
+
+def test_undeclared_dataset_is_named() -> None:
+    raw = _default()
+    del raw["data"]["datasets"]["tiny_imagenet"]
+    text = "\n".join(_problems(raw))
+    assert "resnet18_tiny_imagenet.dataset" in text and "tiny_imagenet" in text
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("irp: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_config_is_read_only() -> None:
+    cfg = load_config(REPO / "params.yaml")
+    with pytest.raises(Exception):
+        cfg.irp.num_rounds = 3  # type: ignore[misc]

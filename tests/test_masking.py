@@ -1,0 +1,105 @@
+"""Mask invariants: exact kept counts, deterministic ties, pruned weights stay pruned, schedules in closed form."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from autos.masking import density_of, kept_count, mask_summary, prunable_parameters, select_mask
+from autos.models import build_model
+from autos.schedules import round_densities
+
+
+def _scores(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"a": torch.rand(10, 5, generator=g), "b": torch.rand(7, generator=g), "c": torch.rand(3, 3, 3, generator=g)}
+
+
+@pytest.mark.parametrize("density", [0.01, 0.1, 0.37, 0.5, 0.99, 1.0])
+@pytest.mark.parametrize("scope", ["global", "layerwise"])
+def test_exact_kept_count(density: float, scope: str) -> None:
+    scores = _scores()
+    masks = select_mask(scores, density, scope=scope)
+    if scope == "global":
+        assert sum(int(m.sum()) for m in masks.values()) == kept_count(84, density)
+    else:
+        for name, m in masks.items():
+            assert int(m.sum()) == kept_count(scores[name].numel(), density)
+    assert all(masks[n].shape == scores[n].shape and masks[n].dtype == torch.bool for n in scores)
+
+
+def test_global_keeps_highest_scores() -> None:
+    scores = _scores()
+    masks = select_mask(scores, 0.25, scope="global")
+    kept = torch.cat([scores[n][masks[n]] for n in scores])
+    dropped = torch.cat([scores[n][~masks[n]] for n in scores])
+    assert kept.min() >= dropped.max()
+
+
+def test_ties_are_deterministic_and_exact() -> None:
+    scores = {"a": torch.ones(10), "b": torch.ones(10)}
+    m1 = select_mask(scores, 0.35, scope="global")
+    m2 = select_mask(scores, 0.35, scope="global")
+    assert sum(int(m.sum()) for m in m1.values()) == 7  # not over-pruned or over-kept at the tie
+    assert all(torch.equal(m1[n], m2[n]) for n in scores)
+    assert m1["a"][:7].all() and not m1["b"].any()  # lower index first
+
+
+def test_pruned_weights_stay_pruned() -> None:
+    scores = _scores()
+    alive = select_mask(scores, 0.5)
+    rescored = {n: torch.rand_like(s) for n, s in scores.items()}  # new scores would revive some weights
+    nested = select_mask(rescored, 0.2, alive=alive)
+    for n in scores:
+        assert not (nested[n] & ~alive[n]).any()
+    assert math.isclose(density_of(nested), kept_count(84, 0.2) / 84)
+
+
+def test_too_dense_for_alive_and_bad_inputs() -> None:
+    scores = _scores()
+    alive = select_mask(scores, 0.1)
+    with pytest.raises(ValueError, match="alive"):
+        select_mask(scores, 0.5, alive=alive)
+    with pytest.raises(ValueError, match="density"):
+        select_mask(scores, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        select_mask({"a": torch.tensor([1.0, float("nan")])}, 0.5)
+    with pytest.raises(ValueError, match="scope"):
+        select_mask(scores, 0.5, scope="blockwise")
+
+
+def test_prunable_parameters_and_classifier_switch() -> None:
+    model = build_model("resnet18", num_classes=10, width=4, input_size=32, seed=0)
+    with_fc = prunable_parameters(model, include_classifier=True)
+    without_fc = prunable_parameters(model, include_classifier=False)
+    assert "fc.weight" in with_fc and "fc.weight" not in without_fc
+    assert all(n.endswith(".weight") and p.dim() in (2, 4) for n, p in with_fc.items())
+    assert "layer2.0.shortcut.0.weight" in with_fc  # 1x1 shortcut convs are prunable (reference)
+    assert not any("bn" in n for n in with_fc)
+
+
+def test_summary_flags_empty_layers() -> None:
+    masks = {"a": torch.zeros(4, dtype=torch.bool), "b": torch.ones(4, dtype=torch.bool)}
+    summary = mask_summary(masks)
+    assert summary["empty_layers"] == ["a"] and summary["density"] == 0.5 and summary["min_layer_density"] == 0.0
+
+
+@pytest.mark.parametrize("num_rounds,final", [(20, 0.01), (4, 0.1), (1, 0.5)])
+def test_schedules_closed_form(num_rounds: int, final: float) -> None:
+    linear = round_densities("linear", num_rounds, final)
+    geometric = round_densities("geometric", num_rounds, final)
+    for k in range(1, num_rounds + 1):
+        assert math.isclose(linear[k - 1], 1 - (1 - final) * k / num_rounds)
+        assert math.isclose(geometric[k - 1], final ** (k / num_rounds))
+    assert math.isclose(linear[-1], final) and math.isclose(geometric[-1], final)
+    if num_rounds == 20:  # the reference: every round removes 4.95% of the original count (autos.md 2.2)
+        assert math.isclose(linear[0] - linear[1], 0.0495)
+
+
+def test_schedule_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="allowed: linear, geometric"):
+        round_densities("cubic", 3, 0.1)
+    with pytest.raises(ValueError):
+        round_densities("linear", 0, 0.1)
