@@ -89,3 +89,35 @@ def test_config_is_read_only() -> None:
     cfg = load_config(REPO / "params.yaml")
     with pytest.raises(Exception):
         cfg.irp.num_rounds = 3  # type: ignore[misc]
+
+
+def _dvc_params() -> set[str]:
+    """Every params key dvc.yaml declares (DVC fails when a profile lacks one); ${key}/${item} expanded."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    keys = set()
+    for stage in stages.values():
+        for key in stage.get("do", stage).get("params", []):
+            keys.add(key)
+    return keys
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_profile_has_every_param_dvc_declares(path: Path) -> None:
+    raw = yaml.safe_load(path.read_text())
+    missing = []
+    for key in _dvc_params():
+        expansions = [key]
+        if "${key}" in key:
+            parent = key.split(".${key}")[0]
+            node = raw
+            for part in parent.split("."):
+                node = node[part]
+            expansions = [key.replace("${key}", k) for k in node]
+        for expanded in expansions:
+            node = raw
+            for part in expanded.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    missing.append(expanded)
+                    break
+                node = node[part]
+    assert not missing, f"{path.name} lacks {missing}"
