@@ -34,13 +34,17 @@ def main(cfg, args) -> None:  # noqa: ANN001
             tracker.log_metrics({"train_mse": epoch.train_mse, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
 
         holdout = fit.holdout_idx
+        if cfg.scorer.max_eval_rows is not None and len(holdout) > cfg.scorer.max_eval_rows:
+            rng = np.random.default_rng(cfg.scorer.seed)
+            holdout = np.sort(rng.choice(holdout, cfg.scorer.max_eval_rows, replace=False))
         survived = table.column("survived").to_numpy()[holdout].astype(np.int64)
         pred = predict(fit.model, input_matrix(table, fit.settings.inputs, holdout), device=device)
         densities = list(cfg.scorer.topk_densities)
         scorer_metrics = evaluate_ranking(pred, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
         columns = {c: table.column(c).to_numpy()[holdout] for c in ("w0", "g0")}
         baselines = trivial_baselines(columns, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
-        metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(holdout)),
+        metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(fit.holdout_idx)),
+                   "eval_rows": int(len(holdout)),
                    "train_rows": int(len(fit.train_idx)), "fit_seconds": fit.seconds}
 
         with atomic_dir(root / SCORER_DIR) as out:

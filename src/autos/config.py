@@ -186,6 +186,9 @@ class ScorerConfig(Strict):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     holdout_fraction: UnitOpen = 0.1
     max_train_rows: PositiveInt | None = Field(default=None, description="subsample training rows (logged)")
+    max_eval_rows: PositiveInt | None = Field(
+        default=500_000, description="held-out rows scored for the metrics (seeded subset; the paper net is slow)"
+    )
     topk_densities: list[UnitOpen] = [0.5, 0.2, 0.1, 0.05, 0.01]
     seed: int = 0
 

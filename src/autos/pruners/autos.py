@@ -29,7 +29,7 @@ class AutoS(ScorePruner):
     needs_data: ClassVar[bool] = True
 
     def score(self, ctx: PruneContext) -> Scores:
-        from autos.scorer import load_scorer, score_layers
+        from autos.scorer import load_scorer, required_extra, score_layers
 
         scorer = ctx.resources.get("scorer")
         if scorer is None:
@@ -38,7 +38,7 @@ class AutoS(ScorePruner):
             ctx.resources["scorer"] = scorer
         model, _name, settings, _meta = scorer
         features_cfg: FeaturesConfig = ctx.resources.get("features_config", FeaturesConfig())
-        extra = [c for c in settings.inputs if c not in ("w0", "g0")]
+        extra = required_extra(settings)
         _infos, features = weight_features(ctx.copy_model(), ctx.data, features_cfg, device=ctx.device,
                                            seed=ctx.seed, include_classifier=ctx.include_classifier, extra=extra)
-        return {name: s.cpu() for name, s in score_layers(model, settings, features).items()}
+        return {name: s.cpu() for name, s in score_layers(model, settings, features, device=ctx.device).items()}

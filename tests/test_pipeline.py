@@ -1,0 +1,123 @@
+"""End to end: the smoke profile through the real `dvc repro` in a temporary copy of the repo, then checks of
+the outputs, the MLflow runs and the report. Also: stages refuse bad config with exit 2 and write nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TOP_LEVEL_OUTPUTS = {".venv", "data", "reports", "metrics", "mlflow.db", "mlartifacts", ".git", "dvc.lock", ".whl"}
+ANY_LEVEL = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info")
+
+
+def IGNORE(directory: str, names: list[str]) -> set[str]:  # noqa: N802 - used like shutil.ignore_patterns
+    ignored = set(ANY_LEVEL(directory, names))
+    if Path(directory).resolve() == REPO:
+        ignored |= TOP_LEVEL_OUTPUTS & set(names)
+    return ignored
+
+
+def _env(tmp: Path, shared_data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["AUTOS_DATA_DIR"] = str(shared_data)
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    shared = REPO.parent / "shared" / "data"
+    if not shared.is_dir():
+        pytest.skip(f"shared offline data not found at {shared}")
+    tmp = tmp_path_factory.mktemp("study") / "repo"
+    shutil.copytree(REPO, tmp, ignore=IGNORE)
+    shutil.copy(tmp / "configs" / "smoke.yaml", tmp / "params.yaml")
+    env = _env(tmp, shared)
+    subprocess.run(["git", "init", "-q"], cwd=tmp, check=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=tmp, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return tmp
+
+
+@pytest.mark.slow
+def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
+    root = smoke_study
+    lock = (root / "dvc.lock").read_text()
+    for stage in ("prepare_data@cifar10", "irp", "features", "train_scorer", "transfer@vgg16_cifar10",
+                  "transfer@resnet18_tiny_imagenet", "report"):
+        assert stage in lock
+    curve = json.loads((root / "data/irp/curve.json").read_text())
+    assert [r["round"] for r in curve["rounds"]] == [0, 1, 2]
+    scorer = json.loads((root / "metrics/scorer.json").read_text())
+    assert {"abs_w0", "abs_g0", "abs_w0_x_g0", "random"} <= set(scorer["baselines"])
+    for target in ("vgg16_cifar10", "resnet18_tiny_imagenet"):
+        rows = json.loads((root / f"data/transfer/{target}/results.json").read_text())["rows"]
+        methods = {r["method"] for r in rows}
+        assert methods == {"dense", "autos", "random", "magnitude", "snip"}
+        for r in rows:
+            if r["method"] != "dense":
+                assert abs(r["achieved_sparsity"] - 0.9) < 0.005
+                assert r["pruned_nonzero_after_training"] == 0
+                assert 0.0 <= r["final_test_acc"] <= 1.0
+        table = (root / f"reports/{target}.md").read_text()
+        assert "| autos |" in table and "90%" in table
+        assert (root / f"reports/{target}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (root / "reports/summary.md").read_text()
+    assert "vgg16_cifar10" in summary and "resnet18_tiny_imagenet" in summary
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=_env(root, REPO), capture_output=True,
+                            text=True)
+    assert "up to date" in status.stdout.lower(), status.stdout
+
+
+@pytest.mark.slow
+def test_mlflow_holds_every_stage(smoke_study: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{smoke_study / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("autos-smoke")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    stages = {r.data.tags.get("stage") for r in runs}
+    assert {"irp", "features", "train_scorer", "transfer", "report"} <= stages
+    transfer_children = [r for r in runs if r.data.tags.get("stage") == "transfer" and "mlflow.parentRunId" in r.data.tags]
+    assert len(transfer_children) == 2 * 5  # (dense + 4 methods x 1 sparsity x 1 seed) per target
+    assert all("final_test_acc" in r.data.metrics for r in transfer_children)
+    irp_rounds = [r for r in runs if r.data.tags.get("stage") == "irp" and "mlflow.parentRunId" in r.data.tags]
+    assert len(irp_rounds) == 3
+    assert client.get_registered_model("autos-smoke-scorer").name == "autos-smoke-scorer"
+
+
+def test_stage_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = (REPO / "configs/smoke.yaml").read_text().replace("sparsities: [0.9]", "sparsities: [1.0]")
+    bad = bad.replace("num_rounds: 2", "num_rounds: -1")
+    (tmp_path / "params.yaml").write_text(bad)
+    env = {**os.environ, "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    for stage in ("irp", "transfer"):
+        args = [sys.executable, "-m", f"stages.{stage}", "--params", str(tmp_path / "params.yaml")]
+        if stage == "transfer":
+            args += ["--target", "vgg16_cifar10"]
+        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2, proc.stderr
+        assert "transfer.sparsities.0" in proc.stderr and "irp.num_rounds" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
+
+
+def test_prepare_data_missing_offline_exits_1_naming_what_was_looked_for(tmp_path: Path) -> None:
+    cfg = (REPO / "configs/smoke.yaml").read_text().replace('search_dirs: ["../shared/data"]', "search_dirs: [nowhere]")
+    (tmp_path / "params.yaml").write_text(cfg)
+    env = {k: v for k, v in os.environ.items() if k != "AUTOS_DATA_DIR"}
+    env.update(DVC_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "stages.prepare_data", "--dataset", "cifar10"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "cifar-10-python.tar.gz" in proc.stderr and "AUTOS_DATA_DIR" in proc.stderr
+    assert not (tmp_path / "data" / "prepared").exists()
