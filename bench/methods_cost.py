@@ -1,0 +1,105 @@
+"""Cost of each method's mask selection relative to one training epoch of each target, measured in one run;
+AutoS scoring with each scorer against SNIP; rows per second writing the feature table.
+
+Uses the prepared data of the profile when present (run `dvc repro prepare_data` first), else synthetic
+images of the same shape and count. Usage: python bench/methods_cost.py [params.yaml] [--methods a,b,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from autos.features import feature_table, weight_features, write_table
+from autos.models import build_model
+from autos.pruners import PRUNERS
+from autos.pruners.base import PruneContext
+from autos.scorer import build_scorer
+from autos.training import resolve_device, train
+from common import REPO, profile, save
+from throughput import Synthetic
+
+
+def load_data(cfg, dataset: str):  # noqa: ANN001, ANN201
+    path = REPO / "data" / "prepared" / dataset
+    if path.exists():
+        from autos.data.prepared import load_prepared
+
+        return load_prepared(path), "prepared"
+    settings = cfg.data.datasets[dataset]
+    classes = 10 if dataset == "cifar10" else 200
+    per_class = settings.max_train_per_class or (500 if dataset == "cifar10" else 100)
+    size = settings.image_size or (32 if dataset == "cifar10" else 64)
+    return Synthetic(per_class * classes, size, classes), "synthetic"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("profile", nargs="?", default="params.yaml")
+    p.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    p.add_argument("--density", type=float, default=0.1)
+    args = p.parse_args()
+    cfg = profile(args.profile)
+    device = resolve_device(cfg.device)
+    methods = args.methods.split(",") if args.methods else PRUNERS.names()
+    out: dict = {"profile": args.profile, "density": args.density, "targets": {}}
+
+    for target, spec in cfg.transfer.targets.items():
+        data, kind = load_data(cfg, spec.dataset)
+        classes = int(data.train_y.max()) + 1
+        size = int(data.train_x.shape[-1])
+        build = lambda seed: build_model(spec.model, num_classes=classes, width=spec.width,  # noqa: E731
+                                         input_size=size, seed=seed)
+        model = build(0)
+        start = time.perf_counter()
+        train(build(0), data, cfg.training.with_epochs(1), seed=0, device=device, evaluate_every_epoch=False)
+        epoch_seconds = time.perf_counter() - start
+        row: dict = {"data": kind, "train_images": len(data.train_y), "epoch_seconds": epoch_seconds, "methods": {}}
+        for method in methods:
+            settings = cfg.transfer.settings_for(method)
+            scorers = {"mlp": {}, "paper": {"width": 8}} if method == "autos" else {None: None}
+            for scorer_name, scorer_settings in scorers.items():
+                resources = {"root": REPO, "features_config": cfg.features}
+                label = method
+                if scorer_name is not None:
+                    net, s = build_scorer(scorer_name, scorer_settings)
+                    net.prepare(torch.randn(4096, len(s.inputs)))  # untrained: cost does not depend on quality
+                    resources["scorer"] = (net.eval(), scorer_name, s, {})
+                    label = f"autos[{scorer_name}{'' if not scorer_settings else ', width 8'}]"
+                ctx = PruneContext(model=model, data=data, recipe=cfg.training.with_epochs(spec.epochs),
+                                   device=device, seed=0, num_classes=classes, build_model=build,
+                                   cache_dir=Path(tempfile.mkdtemp()), resources=resources)
+                start = time.perf_counter()
+                try:
+                    PRUNERS.get(method)(settings).prune(ctx, args.density)
+                except Exception as exc:  # a benchmark records failures instead of hiding them
+                    row["methods"][label] = {"error": repr(exc)}
+                    continue
+                seconds = time.perf_counter() - start
+                row["methods"][label] = {"seconds": seconds, "epochs_equivalent": seconds / epoch_seconds}
+                print(f"{target} {label}: {seconds:.2f}s = {seconds / epoch_seconds:.2f} epochs", flush=True)
+        out["targets"][target] = row
+
+    # rows per second writing the source feature table
+    data, _ = load_data(cfg, cfg.source.dataset)
+    model = build_model(cfg.source.model, num_classes=int(data.train_y.max()) + 1, width=cfg.source.width,
+                        input_size=int(data.train_x.shape[-1]), seed=0)
+    infos, feats = weight_features(model, data, cfg.features, device=device, seed=0)
+    survived = {i.name: torch.randint(0, cfg.irp.num_rounds + 1, i.shape, dtype=torch.int8) for i in infos}
+    table = feature_table(infos, feats, cfg.features.extra, survived=survived, num_rounds=cfg.irp.num_rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        write_table(table, Path(tmp) / "t.parquet", {"bench": True})
+        write_seconds = time.perf_counter() - start
+        size = (Path(tmp) / "t.parquet").stat().st_size
+    out["feature_table"] = {"rows": table.num_rows, "write_seconds": write_seconds,
+                            "rows_per_second": table.num_rows / write_seconds, "bytes": size}
+    save(f"methods_cost_{Path(args.profile).stem}", out)
+
+
+if __name__ == "__main__":
+    main()

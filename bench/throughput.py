@@ -1,0 +1,50 @@
+"""Training throughput of the source model with and without masks, measured in the same run (alternating).
+
+Usage: python bench/throughput.py [params.yaml]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from autos.masking import prunable_parameters, select_mask
+from autos.models import build_model
+from autos.training import train
+from common import Timer, profile, save
+
+
+
+class Synthetic:
+    def __init__(self, n: int, size: int, classes: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.train_x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
+        self.train_y = torch.arange(n) % classes
+        self.test_x, self.test_y = self.train_x[:256], self.train_y[:256]
+        self.mean, self.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def main() -> None:
+    cfg = profile(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    spec = cfg.source
+    data = Synthetic(2048, 32, 10)
+    recipe = cfg.training.with_epochs(1)
+    results: dict[str, list[float]] = {"dense": [], "masked_density_0.1": []}
+    for repeat in range(3):
+        for label in results:
+            model = build_model(spec.model, num_classes=10, width=spec.width, input_size=32, seed=0)
+            masks = None
+            if label != "dense":
+                scores = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
+                masks = select_mask(scores, 0.1)
+            with Timer():
+                r = train(model, data, recipe, seed=repeat, device=torch.device("cpu"), masks=masks,
+                          evaluate_every_epoch=False)
+            results[label].append(r.train_images_per_second)
+    save("throughput", {"model": spec.model_dump(), "images": 2048, "batch_size": recipe.batch_size,
+                        "train_images_per_second": {k: {"best": max(v), "all": v} for k, v in results.items()}})
+
+
+if __name__ == "__main__":
+    main()
