@@ -92,8 +92,12 @@ def run_irp(
     include_classifier: bool = True,
     resume_dir: Path | None = None,
     on_round: Callable[[dict[str, Any], TrainResult], None] | None = None,
+    train_last_round: bool = True,
 ) -> IRPResult:
-    """Run IRP on ``model`` (at init; trained in place). ``on_round`` sees each round's record as it finishes."""
+    """Run IRP on ``model`` (at init; trained in place). ``on_round`` sees each round's record as it finishes.
+
+    ``train_last_round=False`` stops after the last pruning (the ticket's accuracy is then measured by whoever
+    trains the mask, e.g. the transfer stage); the curve then has no entry for that round."""
     model.to(device)
     names = list(prunable_parameters(model, include_classifier))
     init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -144,6 +148,8 @@ def run_irp(
         apply_masks_(model, masks)
         alive = masks
         masks_per_round.append(masks)
+        if r == cfg.num_rounds and not train_last_round:
+            break
         result = train(model, data, round_recipe, seed=seed + r, device=device, masks=masks,
                        desc=f"irp round {r}/{cfg.num_rounds}")
         finish_round(r, density, masks, result)

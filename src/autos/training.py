@@ -204,6 +204,19 @@ class TrainResult:
         }
 
 
+def evaluate_only(model: nn.Module, data: ImageData, *, device: torch.device, masks: Mapping[str, Tensor] | None = None,
+                  batch_size: int = 512) -> TrainResult:
+    """A zero-epoch result for weights used as they are (e.g. Lottery Jackpots' searched mask, no tuning)."""
+    model.to(device)
+    if masks is not None:
+        apply_masks_(model, {k: v.to(device) for k, v in masks.items()})
+    start = time.perf_counter()
+    loss, acc = evaluate(model, data, device=device, batch_size=batch_size)
+    return TrainResult(final_test_acc=acc, best_test_acc=acc, best_epoch=0, final_test_loss=loss, epochs=0,
+                       seconds=time.perf_counter() - start, train_images_per_second=0.0,
+                       history=[{"epoch": 0, "test_loss": loss, "test_acc": acc}])
+
+
 def make_optimizer(params: list[nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
     return torch.optim.SGD(
         params,

@@ -23,7 +23,7 @@ from autos.config import ModelSpec, StudyConfig
 from autos.masking import Masks, mask_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
-from autos.training import ImageData, TrainResult, train
+from autos.training import ImageData, TrainResult, evaluate_only, train
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def run_target(
     rows: list[dict[str, Any]] = []
 
     def record(run: RunSpec, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
-               train_seed: int) -> None:
+               train_seed: int, train_model: bool = True) -> None:
         stats: dict[str, Any] = {}
         if masks is not None:
             summary = mask_summary(masks)
@@ -92,7 +92,10 @@ def run_target(
                      "layer_density": summary["layer_density"]}
             eff = effective_stats(model, masks, input_size)
             stats.update({k: eff[k] for k in ("effective_sparsity", "collapsed") if k in eff})
-        result = train(model, data, recipe, seed=train_seed, device=device, masks=masks, desc=f"{target} {run.name}")
+        if train_model:
+            result = train(model, data, recipe, seed=train_seed, device=device, masks=masks, desc=f"{target} {run.name}")
+        else:
+            result = evaluate_only(model, data, device=device, masks=masks, batch_size=recipe.eval_batch_size)
         if masks is not None:  # masks must hold through training (nonzero counts unchanged)
             params = dict(model.named_parameters())
             leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
@@ -132,6 +135,6 @@ def run_target(
                     if state is not None:
                         model.load_state_dict(state)
                     run = RunSpec(target, method, sparsity, seed, modifier)
-                    record(run, model, masks, dict(result.info), select_seconds, seed)
+                    record(run, model, masks, dict(result.info), select_seconds, seed, train_model=result.train)
     return rows
 

@@ -82,6 +82,7 @@ class PruneResult:
     info: dict[str, float | int | str] = field(default_factory=dict)  # logged next to the result
     state_dict: dict[str, Tensor] | None = None  # weights to train from, for methods that move them
     scores: Scores | None = None  # kept for modifiers (invert) when the method is score-based
+    train: bool = True  # False: evaluate the masked weights as returned (methods that never tune weights)
 
 
 class Pruner:

@@ -1,0 +1,70 @@
+"""Frankle et al. 2021 sanity checks, applicable to any method's ``PruneResult`` (methods.md section 11).
+
+- S1 ``shuffle_within_layers``: same count per layer, positions permuted uniformly. A real copy, unlike
+  Synaptic-Flow's ``shuffle()``, which permutes into a local variable and is a no-op (section 7 bugs).
+- S2 ``reinit_weights``: keep the mask, draw *fresh* weights from the same initializer (a new seed of the same
+  model factory), not a permutation of the old values.
+- S3 ``invert``: keep the lowest scores at the same density and scope, by negation (not Synaptic-Flow's 1/s,
+  which does not reverse signed GraSP scores). Iterative methods (SynFlow) must invert at every iteration
+  instead: see ``SynFlowSettings.invert``.
+S4 (random at the same layer-wise densities) is S1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from autos.masking import Masks, invert_scores, select_mask
+from autos.pruners.base import PruneContext
+
+
+def shuffle_within_layers(masks: Mapping[str, Tensor], seed: int) -> Masks:
+    """S1: each layer's mask with its entries permuted uniformly at random (per-layer kept counts unchanged)."""
+    generator = torch.Generator().manual_seed(seed)
+    out: Masks = {}
+    for name, mask in masks.items():
+        flat = mask.detach().flatten()
+        perm = torch.randperm(flat.numel(), generator=generator).to(flat.device)
+        out[name] = flat[perm].view(mask.shape).clone()
+    return out
+
+
+def reinit_weights(ctx: PruneContext, masks: Mapping[str, Tensor], seed: int) -> dict[str, Tensor]:
+    """S2: a state_dict of fresh weights (``ctx.build_model(seed)``) with the pruned weights zeroed.
+
+    The mask itself is unchanged (the caller keeps using ``masks``). Every tensor comes from the fresh model
+    (BN and biases too: they are part of "the same initializer"). Raises if ``seed`` reproduces the weights of
+    ``ctx.model``, which would make the check a silent no-op.
+    """
+    if ctx.build_model is None:
+        raise ValueError("reinit_weights needs ctx.build_model (a factory of the same architecture from a seed)")
+    fresh = ctx.build_model(seed)
+    state = {k: v.detach().clone() for k, v in fresh.state_dict().items()}
+    original = ctx.model.state_dict()
+    if all(torch.equal(state[n].cpu(), original[n].detach().cpu()) for n in masks):
+        raise ValueError(f"reinit seed {seed} reproduces the original weights; pick another seed")
+    with torch.no_grad():
+        for name, mask in masks.items():
+            state[name].mul_(mask.to(device=state[name].device, dtype=state[name].dtype))
+    return state
+
+
+def invert(scores: Mapping[str, Tensor], density: float, scope: str = "global") -> Masks:
+    """S3: the mask keeping the *lowest* scores (scores negated, then the usual top-k selection)."""
+    return select_mask(invert_scores(scores), density, scope=scope)
+
+
+class Modifier(NamedTuple):
+    function: Callable[..., object]
+    description: str
+
+
+MODIFIERS: dict[str, Modifier] = {
+    "shuffle": Modifier(shuffle_within_layers, "S1: permute each layer's mask uniformly (same per-layer counts)"),
+    "reinit": Modifier(reinit_weights, "S2: same mask, fresh weights from the same initializer (new seed)"),
+    "invert": Modifier(invert, "S3: keep the lowest scores (negated), same density and scope"),
+}

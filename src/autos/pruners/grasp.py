@@ -1,0 +1,120 @@
+"""GraSP (Wang, Zhang & Grosse, ICLR 2020; official ``alecwangcq/GraSP``, ``pruner/GraSP.py``): methods.md section 6.
+
+SIGN CONVENTION (the method's most common bug). The paper scores S(-theta) = -theta * (H g) and REMOVES the
+weights with the LARGEST S, i.e. it keeps the smallest -theta * Hg. Our contract is "higher score = keep", so
+``score`` returns ``theta * Hg`` (= -S): keeping the top of theta * Hg is exactly GraSP. Synaptic-Flow computes the
+same theta * Hg and masks its lowest values (methods.md section 6). Scores are signed: invert them by negation.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+
+from autos.masking import Scores, prunable_parameters
+from autos.pruners import PRUNERS
+from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
+from autos.training import Normalizer
+
+
+class GraSPSettings(ScopeSettings):
+    # methods.md section 6, step 2: 10 images per class on CIFAR-10/100 (official configs), split in two halves.
+    samples_per_class: int = Field(10, ge=2)
+    # Independent class-balanced draws, each split in two halves (the official CIFAR-100 ResNet-32 config uses
+    # 5 per class x 2 draws, Tiny-ImageNet 1 per class x 10 draws; with 1 per class a half cannot be balanced).
+    num_draws: int = Field(1, ge=1)
+    # Step 3: logits / T with T = 200; without it the signal is flat (section 6 pitfalls).
+    temperature: float = Field(200.0, gt=0)
+    # Step 1: re-initialise Linear weights Xavier-normal in the scoring copy only (official ``reinit=True``).
+    reinit_linear: bool = True
+    # methods.md section 0.6: GraSP scores with batch statistics (train-mode BN).
+    train_mode: bool = True
+
+
+def grasp_hessian_gradient(
+    model: nn.Module,
+    halves: list[tuple[Tensor, Tensor]],
+    names: list[str],
+    temperature: float = 200.0,
+    train_mode: bool = True,
+) -> Scores:
+    """The core computation: ``theta * (H g)`` for every weight in ``names`` (higher = keep; see module doc).
+
+    L_h = CE(f(x_h) / T, y_h) per half h; g = sum_h grad L_h (a constant: no graph); H g = grad of
+    z = sum_h g . grad L_h (one double backward per half), i.e. the Hessian of sum_h L_h times g.
+    g and H are taken w.r.t. every Conv2d/Linear weight (the official ``weights`` list), even when ``names``
+    excludes the classifier; BN and bias parameters are held fixed (their Hessian blocks are not included).
+    ``theta`` is the scored model's weights, so the re-initialised Linear weights when ``reinit_linear`` is set,
+    as in the official code. ``model`` is used as is (modifies its BN running stats): pass a copy.
+    """
+    model.train(train_mode)
+    weights = list(prunable_parameters(model, include_classifier=True).items())
+    tensors = [w for _, w in weights]
+    g = [torch.zeros_like(w) for w in tensors]
+    for x, y in halves:  # step 4: g, no graph
+        loss = F.cross_entropy(model(x) / temperature, y)
+        for acc, gi in zip(g, torch.autograd.grad(loss, tensors)):
+            acc.add_(gi)
+    hg = [torch.zeros_like(w) for w in tensors]
+    for x, y in halves:  # step 5: H g by double backward, one half at a time (memory)
+        loss = F.cross_entropy(model(x) / temperature, y)
+        grads = torch.autograd.grad(loss, tensors, create_graph=True)
+        z = sum((gi * fi).sum() for gi, fi in zip(g, grads))
+        for acc, h in zip(hg, torch.autograd.grad(z, tensors)):
+            acc.add_(h)
+    by_name = {name: (w.detach() * h).cpu() for (name, w), h in zip(weights, hg)}
+    return {n: by_name[n] for n in names}
+
+
+def class_balanced_halves(
+    ctx: PruneContext, samples_per_class: int, num_draws: int
+) -> list[tuple[Tensor, Tensor]]:
+    """``num_draws`` class-balanced samples, each split into two halves, normalised on ``ctx.device``.
+
+    Each half holds ~samples_per_class/2 images of every class. The official ``GraSP_fetch_data`` concatenates
+    class by class and cuts at N//2, so its halves hold disjoint classes; balanced halves are our choice (with
+    train-mode BN the per-half batch statistics then cover every class).
+    """
+    generator = torch.Generator().manual_seed(ctx.seed + 104729)
+    labels = ctx.data.train_y.cpu()
+    norm = Normalizer.of(ctx.data, ctx.device)
+    halves = []
+    for _ in range(num_draws):
+        first, second = [], []
+        for c in range(ctx.num_classes):
+            idx = (labels == c).nonzero().flatten()
+            if idx.numel() == 0:
+                continue
+            pick = idx[torch.randperm(idx.numel(), generator=generator)[:samples_per_class]]
+            first.append(pick[: (pick.numel() + 1) // 2])
+            second.append(pick[(pick.numel() + 1) // 2 :])
+        for part in (torch.cat(first), torch.cat(second)):
+            if part.numel() == 0:
+                raise ValueError("GraSP needs at least 2 training images per class to fill both halves")
+            x = norm(ctx.data.train_x[part].to(ctx.device), channels_last=False)
+            halves.append((x, ctx.data.train_y[part].to(ctx.device)))
+    return halves
+
+
+@PRUNERS.register("grasp")
+class GraSP(ScorePruner):
+    Settings: ClassVar[type[BaseModel]] = GraSPSettings
+    needs_data: ClassVar[bool] = True
+
+    def score(self, ctx: PruneContext) -> Scores:
+        s = self.settings
+        model = ctx.copy_model()
+        if s.reinit_linear:
+            generator = torch.Generator().manual_seed(ctx.seed)
+            with torch.no_grad():
+                for module in model.modules():
+                    if isinstance(module, nn.Linear):
+                        w = torch.empty(module.weight.shape)
+                        nn.init.xavier_normal_(w, generator=generator)  # CPU draw: the same on every device
+                        module.weight.copy_(w)
+        halves = class_balanced_halves(ctx, s.samples_per_class, s.num_draws)
+        return grasp_hessian_gradient(model, halves, ctx.prunable_names(model), s.temperature, s.train_mode)

@@ -1,0 +1,101 @@
+"""ProsPr, Prospect Pruning (Alizadeh et al., ICLR 2022; ``mil-ad/prospr``, ``prospr/prospr.py``): methods.md section 1.
+
+Score = |dL_meta/dc| at c = 1, where c multiplies the initial prunable weights, theta_0 = c * theta_init, and
+L_meta is the loss after M unrolled SGD steps from theta_0. The gradient flows through the whole trajectory
+(create_graph=True in the inner steps), so the score sees how a weight's removal changes the *trained* loss.
+With M = 0 it is |theta * dL/dtheta|: SNIP (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from autos.masking import Scores
+from autos.pruners import PRUNERS
+from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
+
+
+class ProsPrSettings(ScopeSettings):
+    # CLI defaults of the reference (methods.md section 1 "Hyperparameters"): 3 steps, lr 0.1, momentum 0,
+    # meta-batch 128, full meta-gradients, the same batch in every inner step.
+    num_steps: int = Field(3, ge=0)
+    inner_lr: float = Field(0.1, gt=0)
+    inner_momentum: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(128, ge=1)
+    # True drops the Jacobian of the inner steps (|theta_init * grad_{theta_M} L|): a different method, used by
+    # the paper only on ImageNet for memory.
+    first_order: bool = False
+    # Draw a new batch after every inner step (meta-loss on the last one). Note the reference CLI flag bug:
+    # ``--new-data-in-inner`` is truthy for any string; its intended default is False.
+    new_data_in_inner: bool = False
+
+
+def prospr_scores(
+    model: nn.Module,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    names: Sequence[str],
+    num_steps: int = 3,
+    inner_lr: float = 0.1,
+    inner_momentum: float = 0.0,
+    first_order: bool = False,
+) -> Scores:
+    """|dL_meta/dc| for every weight in ``names``. Uses ``batches[min(k, len - 1)]`` at step k (k = 0..M).
+
+    ``model`` is used as is, in train mode (its BN running stats get updated): pass a copy.
+    """
+    model.train()  # methods.md section 0.6 / 1 step 1: batch statistics
+    params = dict(model.named_parameters())
+    masks = {n: torch.ones_like(params[n], requires_grad=True) for n in names}
+    # Step 3: the mask multiplies only the starting point theta_0; the inner updates are not re-masked.
+    fast: dict[str, Tensor] = {
+        n: masks[n] * p.detach() if n in masks else p.detach().clone().requires_grad_(True)
+        for n, p in params.items()
+    }
+    keys = list(fast)
+    momentum_buf: list[Tensor] | None = None
+
+    def batch(k: int) -> tuple[Tensor, Tensor]:
+        return batches[min(k, len(batches) - 1)]
+
+    for k in range(num_steps):  # step 4: functional SGD on fast weights
+        x, y = batch(k)
+        loss = F.cross_entropy(functional_call(model, fast, (x,)), y)
+        grads = torch.autograd.grad(loss, [fast[n] for n in keys], create_graph=not first_order)
+        if inner_momentum > 0:
+            # PyTorch convention buf_1 = g_1. (The reference clones *and detaches* g_1 here, which drops part
+            # of the meta-gradient when momentum > 0; we keep the graph, as methods.md section 1 describes.)
+            if momentum_buf is None:
+                momentum_buf = list(grads)
+            else:
+                momentum_buf = [inner_momentum * b + g for b, g in zip(momentum_buf, grads)]
+            steps = momentum_buf
+        else:
+            steps = list(grads)
+        fast = {n: fast[n] - inner_lr * d for n, d in zip(keys, steps)}
+
+    x, y = batch(num_steps)  # step 5: meta-loss after M steps
+    meta_loss = F.cross_entropy(functional_call(model, fast, (x,)), y)
+    meta_grads = torch.autograd.grad(meta_loss, [masks[n] for n in names])
+    return {n: g.detach().abs().cpu() for n, g in zip(names, meta_grads)}  # step 6
+
+
+@PRUNERS.register("prospr")
+class ProsPr(ScorePruner):
+    Settings: ClassVar[type[BaseModel]] = ProsPrSettings
+    needs_data: ClassVar[bool] = True
+
+    def score(self, ctx: PruneContext) -> Scores:
+        s = self.settings
+        model = ctx.copy_model()
+        # The same batch convention as SNIP (ctx.batches(1, batch_size)), so num_steps=0 reproduces SNIP.
+        batches = ctx.batches(s.num_steps + 1 if s.new_data_in_inner else 1, s.batch_size)
+        return prospr_scores(
+            model, batches, ctx.prunable_names(model), s.num_steps, s.inner_lr, s.inner_momentum, s.first_order
+        )
