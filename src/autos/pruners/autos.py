@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from autos.config import FeaturesConfig
 from autos.features import weight_features
@@ -20,11 +20,13 @@ from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
 
 
 class AutoSSettings(ScopeSettings):
-    scorer_dir: str = "data/scorer"  # relative to the repo root; the train_scorer stage writes it
+    scorer_dir: str = Field(default="data/scorer", description="the trained scorer (relative to the repo root)")
 
 
 @PRUNERS.register("autos")
 class AutoS(ScorePruner):
+    """The learned scorer's output for every weight's features, ranked globally (autos.md section 5.3)."""
+
     Settings: ClassVar[type[BaseModel]] = AutoSSettings
     needs_data: ClassVar[bool] = True
 

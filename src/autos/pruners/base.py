@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
@@ -28,15 +28,19 @@ class NoSettings(BaseModel):
 
 
 class ScopeSettings(NoSettings):
-    scope: Literal["global", "layerwise"] = "global"
+    scope: Literal["global", "layerwise"] = Field(
+        default="global", description="rank all layers together (the methods' default) or keep the density per layer"
+    )
 
 
 class DataSettings(ScopeSettings):
     """Settings of methods that score on a few batches of training data."""
 
-    num_batches: int = 1
-    batch_size: int = 256
-    train_mode: bool = True  # methods.md section 0.6: data-driven scores use batch statistics
+    num_batches: int = Field(default=1, ge=1, description="training batches the score is summed over")
+    batch_size: int = Field(default=256, ge=1, description="images per scoring batch")
+    train_mode: bool = Field(
+        default=True, description="BN in train mode while scoring (methods.md 0.6: data-driven scores use batch stats)"
+    )
 
 
 @dataclass

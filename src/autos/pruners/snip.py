@@ -14,6 +14,8 @@ from autos.saliency import snip_scores
 
 @PRUNERS.register("snip")
 class SNIP(ScorePruner):
+    """|w * dL/dw| at init (Lee et al. 2019; methods.md section 5), global ranking."""
+
     Settings: ClassVar[type[BaseModel]] = DataSettings
     needs_data: ClassVar[bool] = True
 
