@@ -35,6 +35,7 @@ def main(cfg, args) -> None:  # noqa: ANN001
         max_train_per_class=settings.max_train_per_class,
         max_test_per_class=settings.max_test_per_class,
         image_size=settings.image_size,
+        max_classes=settings.max_classes,
         seed=cfg.seed,
     )
 

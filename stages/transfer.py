@@ -52,9 +52,10 @@ def main(cfg, args) -> None:  # noqa: ANN001
                 tracker.log_params({"method": run.method, "sparsity": run.sparsity, "seed": run.seed,
                                     "modifier": run.modifier or "none", "info": row["info"]})
                 tracker.log_history(result.history)
-                tracker.log_metrics({k: v for k, v in row.items() if k not in ("layer_density", "info", "seed")})
+                per_layer = ("layer_density", "layer_effective_density")
+                tracker.log_metrics({k: v for k, v in row.items() if k not in (*per_layer, "info", "seed")})
                 if "layer_density" in row:
-                    tracker.log_dict(row["layer_density"], "layer_density.json")
+                    tracker.log_dict({k: row[k] for k in per_layer}, "layer_density.json")
 
         rows = run_target(cfg, args.target, data, build=partial(model_for, spec, data), device=device,
                           resources=resources, cache_dir=root / CACHE_DIR / "transfer" / args.target,

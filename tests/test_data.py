@@ -18,7 +18,7 @@ from PIL import Image
 
 from autos.data import DATASETS, load_prepared, locate_source, prepare_dataset
 from autos.data.archive import download, md5_file, safe_extract, sha256_file
-from autos.errors import DataError
+from autos.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -92,7 +92,8 @@ def test_cifar_subset_prepare_and_load(cifar_prepared: tuple[Path, dict]) -> Non
     assert meta["mean"] == [0.4914, 0.4822, 0.4465] and meta["std"] == [0.2470, 0.2435, 0.2616]
     assert meta["source"] == {"path": str(CIFAR_SUBSET), "url": None, "kind": "archive",
                               "sha256": CIFAR_SUBSET_SHA256}
-    assert meta["settings"] == {"max_train_per_class": 20, "max_test_per_class": 10, "image_size": None, "seed": 0}
+    assert meta["settings"] == {"max_train_per_class": 20, "max_test_per_class": 10, "image_size": None,
+                                "max_classes": None, "seed": 0}
     assert sorted(os.listdir(out)) == ["meta.json", "test_x.npy", "test_y.npy", "train_x.npy", "train_y.npy"]
     assert json.loads((out / "meta.json").read_text()) == meta
     for name, digest in meta["files"].items():
@@ -326,3 +327,18 @@ def test_missing_file_and_bad_schema_are_refused(small_prepared: Path) -> None:
     (small_prepared / "test_y.npy").unlink()
     with pytest.raises(DataError, match="missing test_y.npy"):
         load_prepared(small_prepared)
+
+
+def test_max_classes_keeps_the_first_classes(tmp_path: Path) -> None:
+    if not (SHARED / "tiny-imagenet-200-subset.zip").exists():
+        pytest.skip("shared Tiny ImageNet subset not found")
+    meta = prepare_dataset("tiny_imagenet", search_dirs=[SHARED], out_dir=tmp_path / "t", download=False,
+                           download_dir=None, max_train_per_class=2, max_test_per_class=1, image_size=16,
+                           max_classes=5)
+    data = load_prepared(tmp_path / "t")
+    assert meta["num_classes"] == 5 and data.num_classes == 5 and len(meta["class_names"]) == 5
+    assert sorted(set(data.train_y.tolist())) == [0, 1, 2, 3, 4] and len(data.train_y) == 10
+    assert set(data.test_y.tolist()) <= {0, 1, 2, 3, 4} and len(data.test_y) == 5
+    with pytest.raises(ConfigError, match="max_classes 300"):
+        prepare_dataset("tiny_imagenet", search_dirs=[SHARED], out_dir=tmp_path / "u", download=False,
+                        download_dir=None, max_classes=300)

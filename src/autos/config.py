@@ -107,6 +107,9 @@ class TrainRecipe(Strict):
 class DatasetSettings(Strict):
     max_train_per_class: PositiveInt | None = None
     max_test_per_class: PositiveInt | None = None
+    max_classes: PositiveInt | None = Field(
+        default=None, description="keep the first N classes (official order); null keeps all"
+    )
     image_size: Annotated[int, Field(ge=16, le=256)] | None = Field(
         default=None, description="resize to this size; null keeps the native size (CIFAR 32, Tiny ImageNet 64)"
     )

@@ -45,7 +45,7 @@ RESULT_COLUMNS = [
     "num_empty_layers", "empty_layers", "pruned_nonzero_after_training", "final_test_loss", "epochs",
     "train_seconds", "select_seconds", "train_images_per_second",
 ]
-DROPPED_KEYS = {"layer_density", "info"}
+DROPPED_KEYS = {"layer_density", "layer_effective_density", "info"}
 INT_COLUMNS = {"seed", "best_epoch", "epochs", "num_empty_layers", "pruned_nonzero_after_training"}
 
 HOW_TO_READ = (

@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from autos import modifiers
 from autos.config import ModelSpec, StudyConfig
+from autos.health import effective_summary
 from autos.masking import Masks, mask_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
@@ -44,8 +46,6 @@ class RunSpec:
 
 def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float, scope: str,
                     seed: int) -> tuple[Masks, dict[str, torch.Tensor] | None]:
-    from autos import modifiers
-
     if modifier == "shuffle":
         return modifiers.shuffle_within_layers(result.masks, seed), result.state_dict
     if modifier == "reinit":
@@ -55,14 +55,6 @@ def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, densi
             raise ValueError("invert needs a score-based method")
         return modifiers.invert(result.scores, density, scope), result.state_dict
     raise ValueError(f"unknown modifier {modifier!r}")
-
-
-def effective_stats(model: nn.Module, masks: Masks, input_size: int) -> dict[str, Any]:
-    try:
-        from autos.health import effective_summary
-    except ImportError:  # pragma: no cover - health lands with the sanity-check issue
-        return {}
-    return effective_summary(model, masks, input_size)
 
 
 def run_target(
@@ -90,8 +82,9 @@ def run_target(
             stats = {"achieved_sparsity": summary["sparsity"], "achieved_density": summary["density"],
                      "min_layer_density": summary["min_layer_density"], "empty_layers": summary["empty_layers"],
                      "layer_density": summary["layer_density"]}
-            eff = effective_stats(model, masks, input_size)
-            stats.update({k: eff[k] for k in ("effective_sparsity", "collapsed") if k in eff})
+            effective = effective_summary(model, masks, input_size)
+            stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
+                         layer_effective_density=effective["layer_effective_density"])
         if train_model:
             result = train(model, data, recipe, seed=train_seed, device=device, masks=masks, desc=f"{target} {run.name}")
         else:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from autos.data import DATASETS, DatasetSpec
+from autos.data import DATASETS, DatasetSpec, Splits
 from autos.data.archive import download as download_file
 from autos.data.archive import replace_dir, sha256_file
 from autos.errors import ConfigError, DataError
@@ -137,20 +137,32 @@ def prepare_dataset(
     max_train_per_class: int | None = None,
     max_test_per_class: int | None = None,
     image_size: int | None = None,
+    max_classes: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Decode a dataset into ``out_dir`` (replaced atomically) and return its metadata.
 
     Caps keep the first N images of each class in a fixed order, so ``seed`` does not change the
-    selection; it is recorded in the metadata for provenance only.
+    selection; it is recorded in the metadata for provenance only. ``max_classes`` keeps the first N classes
+    (labels 0..N-1 in the dataset's official order) for quick profiles: fewer classes with more images each
+    learn something in a short budget where all classes with a few images each stay at chance.
     """
     spec = DATASETS.get(name)
     _check_settings(max_train_per_class=max_train_per_class, max_test_per_class=max_test_per_class,
-                    image_size=image_size)
+                    image_size=image_size, max_classes=max_classes)
+    if max_classes is not None and max_classes > spec.num_classes:
+        raise ConfigError([f"max_classes {max_classes} exceeds {name}'s {spec.num_classes} classes"],
+                          source="prepare_dataset")
     source = obtain_source(name, search_dirs=search_dirs, download=download, download_dir=download_dir,
                            url=url, md5=md5)
     start = time.perf_counter()
     splits = spec.decode(source.path, max_train_per_class, max_test_per_class)
+    num_classes = max_classes or spec.num_classes
+    if num_classes < spec.num_classes:
+        train_keep, test_keep = splits.train_y < num_classes, splits.test_y < num_classes
+        splits = Splits(train_x=splits.train_x[train_keep], train_y=splits.train_y[train_keep],
+                        test_x=splits.test_x[test_keep], test_y=splits.test_y[test_keep],
+                        class_names=splits.class_names[:num_classes])
     size = image_size or spec.image_size
     arrays = {
         "train_x.npy": resize_nchw(splits.train_x, size),
@@ -161,14 +173,14 @@ def prepare_dataset(
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "dataset": name,
-        "num_classes": spec.num_classes,
+        "num_classes": num_classes,
         "image_size": size,
         "mean": list(spec.mean),
         "std": list(spec.std),
         "counts": {"train": len(splits.train_y), "test": len(splits.test_y)},
         "per_class_counts": {
-            "train": np.bincount(splits.train_y, minlength=spec.num_classes).tolist(),
-            "test": np.bincount(splits.test_y, minlength=spec.num_classes).tolist(),
+            "train": np.bincount(splits.train_y, minlength=num_classes).tolist(),
+            "test": np.bincount(splits.test_y, minlength=num_classes).tolist(),
         },
         "class_names": splits.class_names,
         "source": {
@@ -181,6 +193,7 @@ def prepare_dataset(
             "max_train_per_class": max_train_per_class,
             "max_test_per_class": max_test_per_class,
             "image_size": image_size,
+            "max_classes": max_classes,
             "seed": seed,
         },
         "files": {},
