@@ -61,7 +61,12 @@ def main(cfg, args) -> None:  # noqa: ANN001
                           resources=resources, cache_dir=root / CACHE_DIR / "transfer" / args.target,
                           on_result=on_result)
         with atomic_dir(root / TRANSFER_DIR / args.target) as out:
-            write_json(out / "results.json", {"target": args.target, "spec": spec.model_dump(), "rows": rows})
+            write_json(out / "results.json", {
+                "target": args.target, "spec": spec.model_dump(), "rows": rows,
+                "recipe": cfg.training.with_epochs(spec.epochs).model_dump(),
+                "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
+                            "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
+            })
         write_json(root / METRICS_DIR / f"transfer_{args.target}.json", summary_metrics(rows))
         tracker.log_artifact(root / TRANSFER_DIR / args.target / "results.json")
 

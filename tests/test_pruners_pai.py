@@ -7,7 +7,6 @@ independent computations (closed-form ERK, explicit path sums, torch.autograd.fu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -27,17 +26,9 @@ from autos.pruners.prospr import prospr_scores
 from autos.pruners.snip import snip_scores
 from autos.pruners.synflow import linearize_, synflow_masks, synflow_scores
 
+from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
+
 NUM_CLASSES = 10
-
-
-@dataclass
-class TinyData:
-    train_x: Tensor
-    train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
 
 
 def tiny_data(per_class: int = 8, size: int = 16) -> TinyData:

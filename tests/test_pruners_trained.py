@@ -9,7 +9,6 @@ is structured, so its achieved density is within the parameter cost of one chann
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,10 @@ from autos.pruners.irp_target import IRPTargetSettings, num_rounds_for
 from autos.pruners.pfs import gate_groups
 from autos.training import train
 
+from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
+
 NUM_CLASSES = 10
 ARCHS = ["resnet18", "vgg16_bn"]
-
-
-@dataclass
-class TinyData:
-    train_x: Tensor
-    train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
 
 
 def synthetic_data(n: int = 64) -> TinyData:

@@ -285,8 +285,17 @@ def collapsed_runs(rows: Iterable[Mapping[str, Any]]) -> list[str]:
             for r in rows if is_collapsed(r)]
 
 
-def _spec_line(spec: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in spec.items() if not isinstance(v, (Mapping, list)))
+def _spec_line(payload: Mapping[str, Any]) -> str:
+    spec = payload["spec"]
+    line = ", ".join(f"{k}={v}" for k, v in spec.items() if v is not None and not isinstance(v, (Mapping, list)))
+    data = payload.get("dataset")
+    if data:
+        line += (f" ({data['train_images']} train / {data['test_images']} test images, {data['num_classes']} classes,"
+                 f" {data['image_size']}x{data['image_size']})")
+    recipe = payload.get("recipe")
+    if recipe:
+        line += f"; every run trained {recipe['epochs']} epochs with the shared recipe ({recipe['schedule']}, lr {recipe['lr']})"
+    return line
 
 
 def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
@@ -295,7 +304,7 @@ def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
     rows = list(payload.get("rows", []))
     parts = [f"{heading} {target}"]
     if payload.get("spec"):
-        parts.append(f"Target: {_spec_line(payload['spec'])}.")
+        parts.append(f"Target: {_spec_line(payload)}.")
     if not rows:
         return "\n\n".join(parts + ["No runs recorded."]) + "\n"
     parts += ["**Final-epoch test accuracy (%)**", markdown_table(accuracy_table(rows, "final_test_acc"))]
