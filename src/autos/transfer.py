@@ -128,6 +128,8 @@ def run_target(
                     if state is not None:
                         model.load_state_dict(state)
                     run = RunSpec(target, method, sparsity, seed, modifier)
-                    record(run, model, masks, dict(result.info), select_seconds, seed, train_model=result.train)
+                    # re-initialised weights are always trained: evaluating fresh weights would only show chance
+                    train_model = result.train or modifier == "reinit"
+                    record(run, model, masks, dict(result.info), select_seconds, seed, train_model=train_model)
     return rows
 
