@@ -18,7 +18,8 @@ from autos.features import feature_table, weight_features, write_table
 from autos.models import build_model
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
-from autos.scorer import build_scorer
+from autos.masking import prunable_parameters
+from autos.scorer import build_scorer, predict
 from autos.training import resolve_device, train
 from common import REPO, profile, save
 from throughput import Synthetic
@@ -35,6 +36,26 @@ def load_data(cfg, dataset: str):  # noqa: ANN001, ANN201
     per_class = settings.max_train_per_class or (500 if dataset == "cifar10" else 100)
     size = settings.image_size or (32 if dataset == "cifar10" else 64)
     return Synthetic(per_class * classes, size, classes), "synthetic"
+
+
+def paper_scorer_cost(model, data, cfg, device, num_weights: int, sample: int = 16384) -> dict:  # noqa: ANN001
+    """The `paper` scorer (a ResNet-18 forward per weight) is too slow on a CPU to score a whole target here:
+    time the features of the whole target plus a prediction on ``sample`` weights, extrapolate linearly."""
+    out = {}
+    start = time.perf_counter()
+    _, features = weight_features(model, data, cfg.features, device=device, seed=0, extra=[])
+    out["feature_seconds"] = time.perf_counter() - start
+    rows = torch.cat([torch.stack([f["w0"].flatten(), f["g0"].flatten()], 1) for f in features.values()])[:sample]
+    for width in (8, 64):
+        net, _ = build_scorer("paper", {"width": width})
+        net.eval()
+        n = sample if width == 8 else sample // 16
+        start = time.perf_counter()
+        predict(net, rows[:n].numpy(), device=device)
+        seconds = time.perf_counter() - start
+        out[f"width{width}_seconds_per_weight"] = seconds / n
+        out[f"width{width}_extrapolated_seconds"] = out["feature_seconds"] + seconds / n * num_weights
+    return out
 
 
 def main() -> None:
@@ -55,13 +76,19 @@ def main() -> None:
         build = lambda seed: build_model(spec.model, num_classes=classes, width=spec.width,  # noqa: E731
                                          input_size=size, seed=seed)
         model = build(0)
+        one_epoch = cfg.training.with_epochs(1)
+        train(build(1), data, one_epoch, seed=0, device=device, evaluate_every_epoch=False)  # warm-up (oneDNN)
         start = time.perf_counter()
-        train(build(0), data, cfg.training.with_epochs(1), seed=0, device=device, evaluate_every_epoch=False)
-        epoch_seconds = time.perf_counter() - start
+        train(build(0), data, one_epoch, seed=0, device=device, evaluate_every_epoch=False)
+        epoch_seconds = time.perf_counter() - start  # one steady-state training epoch incl. its final test pass
         row: dict = {"data": kind, "train_images": len(data.train_y), "epoch_seconds": epoch_seconds, "methods": {}}
+        num_weights = sum(p.numel() for p in prunable_parameters(model).values())
+        row["prunable_weights"] = num_weights
+        row["paper_scorer"] = paper_scorer_cost(model, data, cfg, device, num_weights)
+        print(f"{target} autos[paper]: {row['paper_scorer']}", flush=True)
         for method in methods:
             settings = cfg.transfer.settings_for(method)
-            scorers = {"mlp": {}, "paper": {"width": 8}} if method == "autos" else {None: None}
+            scorers = {"mlp": {}} if method == "autos" else {None: None}
             for scorer_name, scorer_settings in scorers.items():
                 resources = {"root": REPO, "features_config": cfg.features}
                 label = method
@@ -69,7 +96,7 @@ def main() -> None:
                     net, s = build_scorer(scorer_name, scorer_settings)
                     net.prepare(torch.randn(4096, len(s.inputs)))  # untrained: cost does not depend on quality
                     resources["scorer"] = (net.eval(), scorer_name, s, {})
-                    label = f"autos[{scorer_name}{'' if not scorer_settings else ', width 8'}]"
+                    label = f"autos[{scorer_name}]"
                 ctx = PruneContext(model=model, data=data, recipe=cfg.training.with_epochs(spec.epochs),
                                    device=device, seed=0, num_classes=classes, build_model=build,
                                    cache_dir=Path(tempfile.mkdtemp()), resources=resources)
