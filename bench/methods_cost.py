@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -23,6 +24,10 @@ from autos.scorer import build_scorer, predict
 from autos.training import resolve_device, train
 from common import REPO, profile, save
 from throughput import Synthetic
+
+
+def _build(name: str, classes: int, width: int, size: int, seed: int) -> torch.nn.Module:
+    return build_model(name, num_classes=classes, width=width, input_size=size, seed=seed)
 
 
 def load_data(cfg, dataset: str):  # noqa: ANN001, ANN201
@@ -73,8 +78,7 @@ def main() -> None:
         data, kind = load_data(cfg, spec.dataset)
         classes = int(data.train_y.max()) + 1
         size = int(data.train_x.shape[-1])
-        build = lambda seed: build_model(spec.model, num_classes=classes, width=spec.width,  # noqa: E731
-                                         input_size=size, seed=seed)
+        build = partial(_build, spec.model, classes, spec.width, size)
         model = build(0)
         one_epoch = cfg.training.with_epochs(1)
         train(build(1), data, one_epoch, seed=0, device=device, evaluate_every_epoch=False)  # warm-up (oneDNN)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from autos.config import load_config, parse_config
 from autos.errors import ConfigError
@@ -87,7 +88,7 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
 
 def test_config_is_read_only() -> None:
     cfg = load_config(REPO / "params.yaml")
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.irp.num_rounds = 3  # type: ignore[misc]
 
 

@@ -20,7 +20,8 @@ from autos.masking import kept_count, select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS, jackpots
 from autos.pruners.base import PruneContext, PruneResult
-from autos.pruners.kstarts import KStartsSettings, candidate_masks, phase_recipe
+from autos.pruners.base import phase_recipe
+from autos.pruners.kstarts import KStartsSettings, candidate_masks
 from autos.pruners.jackpots import short_restriction_
 from autos.pruners.irp_target import IRPTargetSettings, num_rounds_for
 from autos.pruners.pfs import gate_groups

@@ -30,7 +30,7 @@ from autos.irp import fingerprint, run_irp
 from autos.masking import density_of
 from autos.pruners import PRUNERS
 from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.kstarts import flat_settings
+from autos.pruners.base import flat_settings
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from autos.config import TrainRecipe
 from autos.masking import Masks, classifier_name, kept_count, select_mask
 from autos.pruners import PRUNERS
 from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.kstarts import clone_state, flat_settings
+from autos.pruners.base import clone_state, flat_settings
 from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)

@@ -26,48 +26,21 @@ import torch
 from pydantic import BaseModel, Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
-from autos.config import TrainRecipe
 from autos.masking import Masks, apply_masks_, kept_count, select_mask
 from autos.pruners import PRUNERS
-from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
+from autos.pruners.base import (
+    NoSettings,
+    PhaseSchedule,
+    Pruner,
+    PruneContext,
+    PruneResult,
+    clone_state,
+    flat_settings,
+    phase_recipe,
+)
 from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)
-
-PhaseSchedule = Literal["constant", "compressed"]
-
-
-# --------------------------------------------------------------------------- helpers shared by trained pruners
-
-
-def phase_recipe(recipe: TrainRecipe, epochs: int, schedule: PhaseSchedule = "constant") -> TrainRecipe:
-    """The recipe for a short selection phase of ``epochs`` epochs.
-
-    ``constant``: the recipe's base lr held constant (warm-up kept): the first epochs of the full schedule.
-    ``compressed``: the recipe's own schedule squeezed into ``epochs`` (lr decays to ~0 at the end).
-    """
-    if schedule == "compressed":
-        return recipe.with_epochs(epochs)
-    return recipe.model_copy(update={"epochs": epochs, "schedule": "constant"})
-
-
-def flat_settings(settings: BaseModel, prefix: str = "") -> dict[str, float | int | str]:
-    """Settings as flat ``info`` entries (nested models become ``outer.inner`` keys; None becomes 'null')."""
-    out: dict[str, float | int | str] = {}
-    for key, value in settings.model_dump().items():
-        name = f"{prefix}{key}"
-        if isinstance(getattr(settings, key), BaseModel):
-            out.update(flat_settings(getattr(settings, key), prefix=f"{name}."))
-        elif isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        else:
-            out[name] = "null" if value is None else str(value)
-    return out
-
-
-def clone_state(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-
 
 # --------------------------------------------------------------------------- K-starts (methods.md 3a)
 

@@ -37,7 +37,7 @@ from autos.masking import Masks, kept_count
 from autos.models.vgg import CifarVGG
 from autos.pruners import PRUNERS
 from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.kstarts import flat_settings
+from autos.pruners.base import flat_settings
 from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)
