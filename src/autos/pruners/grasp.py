@@ -23,16 +23,16 @@ from autos.training import Normalizer
 
 class GraSPSettings(ScopeSettings):
     # methods.md section 6, step 2: 10 images per class on CIFAR-10/100 (official configs), split in two halves.
-    samples_per_class: int = Field(10, ge=2)
-    # Independent class-balanced draws, each split in two halves (the official CIFAR-100 ResNet-32 config uses
-    # 5 per class x 2 draws, Tiny-ImageNet 1 per class x 10 draws; with 1 per class a half cannot be balanced).
-    num_draws: int = Field(1, ge=1)
-    # Step 3: logits / T with T = 200; without it the signal is flat (section 6 pitfalls).
-    temperature: float = Field(200.0, gt=0)
-    # Step 1: re-initialise Linear weights Xavier-normal in the scoring copy only (official ``reinit=True``).
-    reinit_linear: bool = True
-    # methods.md section 0.6: GraSP scores with batch statistics (train-mode BN).
-    train_mode: bool = True
+    samples_per_class: int = Field(10, ge=2, description="class-balanced images per class, split in two halves")
+    # The official CIFAR-100 ResNet-32 config uses 5 per class x 2 draws, Tiny-ImageNet 1 per class x 10 draws;
+    # with 1 per class a half cannot be balanced.
+    num_draws: int = Field(1, ge=1, description="independent class-balanced draws, each split in two halves")
+    # Step 3: without the temperature the signal is flat (section 6 pitfalls).
+    temperature: float = Field(200.0, gt=0, description="logits are divided by T (T = 200 in the paper)")
+    # Step 1 (official ``reinit=True``); the lineage initialises the classifier N(0, 0.01).
+    reinit_linear: bool = Field(True, description="re-initialise Linear weights Xavier-normal in the scoring copy")
+    # methods.md section 0.6.
+    train_mode: bool = Field(True, description="score with batch statistics (train-mode BN)")
 
 
 def grasp_hessian_gradient(

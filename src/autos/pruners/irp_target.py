@@ -36,11 +36,14 @@ log = logging.getLogger(__name__)
 
 
 class IRPTargetSettings(NoSettings):
-    schedule: Literal["fraction", "geometric", "linear"] = "fraction"
+    schedule: Literal["fraction", "geometric", "linear"] = Field(
+        "fraction", description="fraction: prune prune_fraction of the survivors per round until the target; "
+        "geometric/linear: num_rounds rounds ending at the target"
+    )
     prune_fraction: float = Field(default=0.2, gt=0, lt=1, description="schedule=fraction: share pruned per round")
     num_rounds: PositiveInt = Field(default=10, le=100, description="schedule=geometric/linear: rounds")
     epochs_per_round: PositiveInt | None = Field(default=None, description="null: the recipe's epochs")
-    criterion: Literal["magnitude", "snip"] = "magnitude"
+    criterion: Literal["magnitude", "snip"] = Field("magnitude", description="score of the trained weights per round")
     rewind_batchnorm: bool = Field(default=True, description="rewind BN and biases too between rounds (open_lth)")
     keep_checkpoints: bool = Field(
         default=False, description="keep the per-round resume checkpoints in cache_dir after success (a re-run "

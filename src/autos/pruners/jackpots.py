@@ -51,10 +51,10 @@ class JackpotsSettings(NoSettings):
         " CIFAR protocol); true: train the masked pre-trained weights with the shared recipe",
     )
     search_epochs: PositiveInt = Field(default=2, description="score-search epochs (paper: 30 or 160 on CIFAR)")
-    search_lr: PositiveFloat = 0.1
-    search_momentum: float = Field(default=0.9, ge=0, lt=1)
+    search_lr: PositiveFloat = Field(default=0.1, description="SGD lr of the mask scores")
+    search_momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum of the mask scores")
     search_weight_decay: float = Field(default=5e-4, ge=0, description="applies to the scores, as the reference")
-    search_batch_size: PositiveInt = 256
+    search_batch_size: PositiveInt = Field(default=256, description="batch size of the mask search")
     pruned_score: float = Field(default=0.99, description="initial score of pruned positions (2021 upload: 0.95)")
     layer_budgets: Literal["global_magnitude", "uniform"] = Field(
         default="global_magnitude", description="per-layer kept counts: global |W| threshold, or the same density"

@@ -61,7 +61,7 @@ class KStartsCore(NoSettings):
     layer_densities: Literal["uniform", "erk"] = Field(
         default="uniform", description="per-layer densities shared by every candidate (erk needs autos.pruners.erk)"
     )
-    phase_schedule: PhaseSchedule = "constant"
+    phase_schedule: PhaseSchedule = Field("constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed")
 
 
 class KStartsSettings(KStartsCore):
@@ -187,7 +187,7 @@ class DissipatingCore(NoSettings):
     scope: Literal["global", "layerwise"] = Field(
         default="global", description="cap the pruning against the global target or every layer's own target"
     )
-    phase_schedule: PhaseSchedule = "constant"
+    phase_schedule: PhaseSchedule = Field("constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed")
 
 
 class DissipatingSettings(DissipatingCore):

@@ -25,16 +25,14 @@ from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
 class ProsPrSettings(ScopeSettings):
     # CLI defaults of the reference (methods.md section 1 "Hyperparameters"): 3 steps, lr 0.1, momentum 0,
     # meta-batch 128, full meta-gradients, the same batch in every inner step.
-    num_steps: int = Field(3, ge=0)
-    inner_lr: float = Field(0.1, gt=0)
-    inner_momentum: float = Field(0.0, ge=0, lt=1)
-    batch_size: int = Field(128, ge=1)
-    # True drops the Jacobian of the inner steps (|theta_init * grad_{theta_M} L|): a different method, used by
-    # the paper only on ImageNet for memory.
-    first_order: bool = False
-    # Draw a new batch after every inner step (meta-loss on the last one). Note the reference CLI flag bug:
-    # ``--new-data-in-inner`` is truthy for any string; its intended default is False.
-    new_data_in_inner: bool = False
+    num_steps: int = Field(3, ge=0, description="M unrolled SGD steps (0 = SNIP)")
+    inner_lr: float = Field(0.1, gt=0, description="lr of the unrolled steps")
+    inner_momentum: float = Field(0.0, ge=0, lt=1, description="momentum of the unrolled steps")
+    batch_size: int = Field(128, ge=1, description="meta-batch size")
+    # The paper uses the first-order variant only on ImageNet, for memory.
+    first_order: bool = Field(False, description="drop the Jacobian of the inner steps (a different, cheaper method)")
+    # Note the reference CLI flag bug: ``--new-data-in-inner`` is truthy for any string; its intended default is False.
+    new_data_in_inner: bool = Field(False, description="draw a new batch after every inner step")
 
 
 def prospr_scores(

@@ -22,14 +22,14 @@ from autos.pruners.base import PruneContext, Pruner, PruneResult, ScopeSettings
 
 class SynFlowSettings(ScopeSettings):
     # Section 7 "Iterative schedule": prune_epochs = 100 for SynFlow in the paper runs.
-    iterations: int = Field(100, ge=1)
+    iterations: int = Field(100, ge=1, description="scoring rounds on the exponential schedule d^(k/n)")
     # Frankle et al. 2021 inversion (section 11, S3) for an iterative method: Synaptic-Flow's prune_loop inverts
     # the scores at every iteration, so it has to happen here; ``autos.modifiers.invert`` on a final score
     # would re-select already-pruned weights. Negation, not 1/s.
-    invert: bool = False
+    invert: bool = Field(False, description="keep the lowest scores at every iteration (sanity check S3)")
     # float64 is the safe default (section 7 "Numerical range"); float32 is ~6x faster on a CPU and exact enough
     # for shallow or narrow nets (the default CPU study uses it; checked there: no empty layer, no inf/nan).
-    precision: Literal["float64", "float32"] = "float64"
+    precision: Literal["float64", "float32"] = Field("float64", description="dtype of the linearised copy")
 
 
 def linearize_(model: nn.Module, dtype: torch.dtype = torch.float64) -> nn.Module:
