@@ -29,7 +29,7 @@ from autos.config import IRPConfig, TrainRecipe
 from autos.masking import Masks, apply_masks_, mask_summary, prunable_parameters, select_mask
 from autos.saliency import snip_scores
 from autos.schedules import round_densities
-from autos.training import ImageData, Normalizer, TrainResult, iterate_batches, train
+from autos.training import ImageData, TrainResult, scoring_batches, train
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,7 @@ def _criterion_scores(model: nn.Module, data: ImageData, names: list[str], cfg: 
     params = dict(model.named_parameters())
     if cfg.criterion == "magnitude":
         return {n: params[n].detach().abs().cpu() for n in names}
-    norm = Normalizer.of(data, device)
-    generator = torch.Generator().manual_seed(seed)
-    batches = []
-    for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, 256, generator=generator, augment=False)):
-        if i >= cfg.snip_batches:
-            break
-        batches.append((norm(xb.to(device), False), yb.to(device)))
+    batches = scoring_batches(data, cfg.snip_batches, 256, seed=seed, device=device)
     model.eval()  # reference scores with model.eval() (autos.md 2.3, step 1)
     scores = snip_scores(model, batches, names, train_mode=False)
     model.zero_grad(set_to_none=True)

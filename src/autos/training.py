@@ -128,6 +128,21 @@ def iterate_batches(
         yield xb, y[idx]
 
 
+def scoring_batches(
+    data: ImageData, num_batches: int, batch_size: int, *, seed: int, device: torch.device, augment: bool = False
+) -> list[tuple[Tensor, Tensor]]:
+    """The first ``num_batches`` normalised training batches in a seeded order (for saliency scores)."""
+    generator = torch.Generator().manual_seed(seed)
+    norm = Normalizer.of(data, device)
+    out = []
+    for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, batch_size, generator=generator,
+                                                 augment=augment)):
+        if i >= num_batches:
+            break
+        out.append((norm(xb.to(device), channels_last=False), yb.to(device)))
+    return out
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,

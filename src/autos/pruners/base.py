@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from autos.config import TrainRecipe
 from autos.masking import Masks, Scores, prunable_parameters, select_mask
-from autos.training import ImageData, Normalizer, iterate_batches
+from autos.training import ImageData, scoring_batches
 
 
 class NoSettings(BaseModel):
@@ -68,16 +68,8 @@ class PruneContext:
         self, num_batches: int, batch_size: int, *, augment: bool = False, seed_offset: int = 0
     ) -> list[tuple[Tensor, Tensor]]:
         """Normalised training batches drawn with the context seed (the same for every method)."""
-        generator = torch.Generator().manual_seed(self.seed + 7919 * (seed_offset + 1))
-        norm = Normalizer.of(self.data, self.device)
-        out = []
-        for i, (xb, yb) in enumerate(
-            iterate_batches(self.data.train_x, self.data.train_y, batch_size, generator=generator, augment=augment)
-        ):
-            if i >= num_batches:
-                break
-            out.append((norm(xb.to(self.device), channels_last=False), yb.to(self.device)))
-        return out
+        return scoring_batches(self.data, num_batches, batch_size, seed=self.seed + 7919 * (seed_offset + 1),
+                               device=self.device, augment=augment)
 
 
 @dataclass
