@@ -52,7 +52,7 @@ def tiny_data() -> TinyData:
 
 @pytest.fixture
 def quick_recipe() -> TrainRecipe:
-    return TrainRecipe(epochs=1, batch_size=16, lr=0.05, channels_last="off")
+    return TrainRecipe(epochs=1, batch_size=16, lr=0.05)
 
 
 @pytest.fixture

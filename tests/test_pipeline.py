@@ -42,12 +42,14 @@ def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(tmp / "configs" / "smoke.yaml", tmp / "params.yaml")
     env = _env(tmp, shared)
     subprocess.run(["git", "init", "-q"], cwd=tmp, check=True, env=env)
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=tmp, env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=tmp, env=env, capture_output=True, text=True,
+                          timeout=800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return tmp
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # includes the module's smoke `dvc repro` (about a minute here)
 def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
     root = smoke_study
     lock = (root / "dvc.lock").read_text()
@@ -73,11 +75,12 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
     summary = (root / "reports/summary.md").read_text()
     assert "vgg16_cifar10" in summary and "resnet18_tiny_imagenet" in summary
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=_env(root, REPO), capture_output=True,
-                            text=True)
+                            text=True, timeout=120)
     assert "up to date" in status.stdout.lower(), status.stdout
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # includes the module's smoke `dvc repro` (about a minute here)
 def test_mlflow_holds_every_stage(smoke_study: Path) -> None:
     from mlflow import MlflowClient
 
@@ -105,7 +108,7 @@ def test_stage_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path: Path)
         args = [sys.executable, "-m", f"stages.{stage}", "--params", str(tmp_path / "params.yaml")]
         if stage == "transfer":
             args += ["--target", "vgg16_cifar10"]
-        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+        proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         assert "transfer.sparsities.0" in proc.stderr and "irp.num_rounds" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
@@ -117,7 +120,7 @@ def test_prepare_data_missing_offline_exits_1_naming_what_was_looked_for(tmp_pat
     env = {k: v for k, v in os.environ.items() if k != "AUTOS_DATA_DIR"}
     env.update(DVC_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "stages.prepare_data", "--dataset", "cifar10"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "cifar-10-python.tar.gz" in proc.stderr and "AUTOS_DATA_DIR" in proc.stderr
     assert not (tmp_path / "data" / "prepared").exists()

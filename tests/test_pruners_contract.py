@@ -46,7 +46,7 @@ SCORER = _scorer()  # an untrained but fixed scorer: the contract does not depen
 
 def _ctx(tiny_data, seed: int, tmp_path) -> PruneContext:
     build = lambda s: build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=s)  # noqa: E731
-    return PruneContext(model=build(0), data=tiny_data, recipe=TrainRecipe(epochs=1, batch_size=16, channels_last="off"),
+    return PruneContext(model=build(0), data=tiny_data, recipe=TrainRecipe(epochs=1, batch_size=16),
                         device=torch.device("cpu"), seed=seed, num_classes=4, build_model=build,
                         cache_dir=tmp_path, resources={"scorer": SCORER})
 

@@ -43,7 +43,7 @@ def test_deterministic_under_seed(tiny_data, quick_recipe) -> None:
 
 def test_learns_a_learnable_task(tiny_data) -> None:
     model = build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=0)
-    recipe = TrainRecipe(epochs=6, batch_size=16, lr=0.05, channels_last="off", augment=False)
+    recipe = TrainRecipe(epochs=6, batch_size=16, lr=0.05, augment=False)
     result = train(model, tiny_data, recipe, seed=0, device=CPU)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.best_test_acc >= result.final_test_acc - 1e-9

@@ -1,0 +1,47 @@
+"""The stall watchdog reports a step that makes no progress, once per stall, with stacks; and says when it resumes."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from autos.watchdog import Watchdog, stall_seconds_from_env
+
+
+def test_a_stall_is_reported_once_with_stacks_then_resume(caplog: pytest.LogCaptureFixture,
+                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    dog = Watchdog(0.2, poll_seconds=0.02)
+    with caplog.at_level(logging.WARNING, logger="autos.watchdog"):
+        dog.beat("train epoch 1 step 3")
+        deadline = time.monotonic() + 10
+        while dog.stalls == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # still stalled: no second report for the same stall
+        dog.beat("train epoch 1 step 4")
+    dog.stop()
+    assert dog.stalls == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("no progress" in m and "train epoch 1 step 3" in m for m in messages)
+    assert any("progress resumed" in m for m in messages)
+    assert "test_a_stall_is_reported_once_with_stacks_then_resume" in capfd.readouterr().err  # faulthandler stacks
+
+
+def test_steady_beats_never_warn() -> None:
+    dog = Watchdog(0.5, poll_seconds=0.02)
+    for i in range(20):
+        dog.beat(f"step {i}")
+        time.sleep(0.01)
+    dog.stop()
+    assert dog.stalls == 0
+
+
+def test_zero_disables_and_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    dog = Watchdog(0)
+    dog.beat("x")
+    assert not dog.enabled and dog._thread is None
+    monkeypatch.setenv("AUTOS_WATCHDOG_SECONDS", "12.5")
+    assert stall_seconds_from_env() == 12.5
+    monkeypatch.setenv("AUTOS_WATCHDOG_SECONDS", "soon")
+    assert stall_seconds_from_env() == 300.0
