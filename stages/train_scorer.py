@@ -12,6 +12,7 @@ from dataclasses import asdict
 import numpy as np
 
 from autos.features import read_table, table_metadata
+from autos.files import TIMING_KEYS, atomic_write_bytes, npz_bytes, without_keys
 from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, save_scorer, trivial_baselines
 from autos.study import FEATURES_PATH, METRICS_DIR, SCORER_DIR
 from autos.tracking import Tracker
@@ -45,13 +46,13 @@ def main(cfg, args) -> None:  # noqa: ANN001
         baselines = trivial_baselines(columns, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
         metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(fit.holdout_idx)),
                    "eval_rows": int(len(holdout)),
-                   "train_rows": int(len(fit.train_idx)), "fit_seconds": fit.seconds}
+                   "train_rows": int(len(fit.train_idx))}  # no wall-clock figures in DVC outputs (files.TIMING_KEYS)
 
         with atomic_dir(root / SCORER_DIR) as out:
             save_scorer(out, fit.model, cfg.scorer.name, fit.settings,
                         {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
-            np.savez_compressed(out / "split.npz", train_idx=fit.train_idx, holdout_idx=holdout)
-            write_json(out / "history.json", [asdict(e) for e in fit.history])
+            atomic_write_bytes(out / "split.npz", npz_bytes(train_idx=fit.train_idx, holdout_idx=holdout))
+            write_json(out / "history.json", [without_keys(asdict(e), TIMING_KEYS) for e in fit.history])
         write_json(root / METRICS_DIR / "scorer.json", metrics)
         tracker.log_metrics({"holdout": scorer_metrics,
                              **{f"baseline.{k}": v for k, v in baselines.items()}, "fit_seconds": fit.seconds})

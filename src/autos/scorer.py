@@ -18,12 +18,9 @@ Every net takes a float tensor [B, len(inputs)], with columns in ``settings.inpu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +39,7 @@ from tqdm.auto import tqdm
 from autos.config import ScorerConfig
 from autos.errors import AutosError, DataError
 from autos.features import EXTRA_FEATURES
+from autos.files import atomic_write_text, save_torch, sha256_file
 from autos.models.resnet import CifarResNet
 from autos.registry import Registry
 
@@ -598,25 +596,6 @@ def trivial_baselines(
 # --------------------------------------------------------------------------- save / load
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_scorer(
     directory: str | Path,
     model: nn.Module,
@@ -631,17 +610,17 @@ def save_scorer(
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     weights = directory / WEIGHTS_FILE
-    _atomic_write(weights, lambda tmp: torch.save(state, tmp))
+    save_torch(state, weights)  # byte-reproducible: same seed, same bytes, same DVC hash
     meta = {
         "format_version": FORMAT_VERSION,
         "name": name,
         "settings": settings.model_dump(mode="json"),
         "inputs": list(settings.inputs),  # type: ignore[attr-defined]
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
         "meta": dict(extra_meta or {}),
     }
     text = json.dumps(meta, indent=2, sort_keys=True, default=str)
-    _atomic_write(directory / META_FILE, lambda tmp: Path(tmp).write_text(text))
+    atomic_write_text(directory / META_FILE, text)
 
 
 def load_scorer(directory: str | Path) -> tuple[ScorerNet, str, BaseModel, dict[str, Any]]:
@@ -666,7 +645,7 @@ def load_scorer(directory: str | Path) -> tuple[ScorerNet, str, BaseModel, dict[
         raise DataError(f"{meta_path}: invalid settings for scorer {name!r}: {exc}") from None
     if not weights_path.is_file():
         raise DataError(f"{weights_path} is missing (next to {meta_path})")
-    if meta.get("weights_sha256") != _sha256(weights_path):
+    if meta.get("weights_sha256") != sha256_file(weights_path):
         raise DataError(f"{weights_path} does not match the sha256 recorded in {meta_path} (corrupt or replaced)")
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)

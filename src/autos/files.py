@@ -1,0 +1,129 @@
+"""Writing and reading files safely: atomic, durable, byte-reproducible writes and a checked ``torch.load``.
+
+Why each piece exists:
+- atomic: a stage killed mid-write must leave either the old file or the new one, never half of one, so every
+  write goes to a temp sibling that is renamed into place (``os.replace`` is atomic on POSIX);
+- durable: a ``kill -9`` or power loss right after the rename must not leave a renamed but empty file, so the temp
+  file is fsync'ed before the rename and the folder after it;
+- byte-reproducible: DVC hashes outputs, so the same seed on the same machine must write the same bytes or every
+  downstream stage re-runs for nothing. ``torch.save`` to a *path* names the zip's inner folder after the file,
+  and a random temp name makes the bytes differ on every run; saving to a buffer names it ``archive`` always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from autos.errors import DataError
+
+TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some file systems do not open folders; the rename itself is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and durably (temp sibling, fsync, rename, fsync of the folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """JSON with a trailing newline; key order as given (callers sort where order carries no meaning)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save`` into memory: the same object gives the same bytes whatever file they end up in."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """An ``.npz`` (readable by ``np.load``) with fixed member timestamps: ``np.savez`` stamps each member with the
+    current time, so the same arrays would give different bytes (and a different DVC hash) on every run."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
+
+
+def save_torch(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` that is atomic, durable and byte-reproducible (see the module docstring)."""
+    return atomic_write_bytes(path, torch_bytes(obj))
+
+
+def load_torch(path: str | Path, *, what: str = "file") -> Any:
+    """``torch.load(weights_only=True)`` on CPU; a missing, truncated, garbage or code-carrying file is a DataError
+    naming the file (never a traceback, never code run: weights_only refuses every global but tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - untrusted bytes: every way of failing is a data problem
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{what} {path} is not a readable torch file ({type(exc).__name__}: {reason[:300]})") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def without_keys(record: Mapping[str, Any], keys: frozenset[str]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+# Wall-clock figures differ on every run, so they never go into an output DVC hashes (they would make identical
+# results look changed and re-run every downstream stage); they go to MLflow and the logs instead.
+TIMING_KEYS = frozenset({
+    "train_seconds", "train_images_per_second", "select_seconds", "fit_seconds", "feature_seconds",
+    "write_seconds", "rows_per_second_write", "seconds",
+})
