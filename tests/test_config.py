@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from autos.config import load_config, parse_config
+from autos.config import load_config, parse_config, read_params
 from autos.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ def test_every_shipped_config_loads(path: Path) -> None:
 
 
 def _default() -> dict:
-    return yaml.safe_load((REPO / "params.yaml").read_text())
+    return read_params(REPO / "params.yaml")
 
 
 def _problems(raw: dict) -> list[str]:
@@ -81,9 +82,14 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("irp: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("seed: 0\nirp: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_config(bad)
+    assert f"{bad}:3:" in str(info.value) and "line 2" in str(info.value)  # the file, and where '[' opened
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("seed: 0\nseed: 1\n")  # PyYAML silently kept the last one
+    with pytest.raises(ConfigError, match=re.escape(f"{twice}:2:") + ".*duplicate key"):
+        load_config(twice)
 
 
 def test_config_is_read_only() -> None:
