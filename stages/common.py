@@ -8,19 +8,24 @@ or killed stage leaves no half-written outputs behind.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from autos.config import StudyConfig, load_config
 from autos.errors import AutosError, ConfigError
+from autos.tracking import end_active_runs
 
 log = logging.getLogger("autos.stage")
 
@@ -38,22 +43,76 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+class StageInterrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived. Unwinds like Ctrl-C, so every ``with`` block cleans up on the way out:
+    ``atomic_dir`` drops its temp dir and ``Tracker.run`` ends its MLflow run as KILLED."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+INTERRUPT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _set_handlers(handler: SignalHandler) -> dict[int, SignalHandler]:
+    previous: dict[int, SignalHandler] = {}
+    for sig in INTERRUPT_SIGNALS:
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _exit_now(name: str) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        # A second signal while cleaning up (e.g. a tracking server that hangs): leave at once; the next
+        # stage's Tracker closes the runs left RUNNING as orphans.
+        os.write(2, f"{name}: interrupted again ({signal.Signals(signum).name}); exiting without cleanup\n".encode())
+        os._exit(128 + signum)
+    return handler
+
+
+def _interrupt(name: str) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        _set_handlers(_exit_now(name))
+        raise StageInterrupted(signum)
+    return handler
+
+
 def run_stage(name: str, main: Callable[[StudyConfig, argparse.Namespace], None],
               arg_parser: argparse.ArgumentParser) -> None:
     logging.basicConfig(level=os.environ.get("AUTOS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A segfault (torch, a C extension) cannot be caught; at least print the Python stack. Its MLflow runs stay
+    # RUNNING until the next stage's Tracker closes them as orphans.
+    faulthandler.enable()
     args = arg_parser.parse_args()
+    # SIGTERM (DVC, a queue worker, `kill`) would end the process with no cleanup at all; make it unwind like
+    # Ctrl-C instead. Signal handlers can only be set from the main thread.
+    previous = _set_handlers(_interrupt(name)) if threading.current_thread() is threading.main_thread() else None
     try:
-        cfg = load_config(args.params)
-        main(cfg, args)
-    except ConfigError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_CONFIG)
-    except AutosError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_DATA)
+        try:
+            cfg = load_config(args.params)
+            main(cfg, args)
+        except ConfigError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG)
+        except AutosError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            sys.exit(EXIT_DATA)
+    except KeyboardInterrupt as exc:  # also a signal that lands while an error above is being reported
+        signum = exc.signum if isinstance(exc, StageInterrupted) else signal.SIGINT
+        if previous is not None:
+            _set_handlers(_exit_now(name))
+        end_active_runs("KILLED")  # runs the unwinding did not reach (a signal inside MLflow's start_run)
+        print(f"{name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        sys.exit(128 + signum)
+    finally:
+        if previous is not None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 @contextmanager

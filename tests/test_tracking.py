@@ -1,0 +1,251 @@
+"""MLflow state stays true: orphans of killed stages are closed, SIGTERM ends runs as KILLED, a dead server fails fast.
+
+Everything runs against a real SQLite store in tmp_path; the killed and interrupted stages are real child processes.
+"""
+
+from __future__ import annotations
+
+import http.server
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autos import tracking
+from autos.errors import AutosError
+from autos.tracking import TAG_HOST, TAG_PID, TAG_PROC_START, Tracker, TrackingError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = "test-tracking"
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite store with its tables created once (the schema migrations take seconds per new store)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / tracking.DB_NAME
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh SQLite store; MLflow's process-wide state (URI, run stack) is reset afterwards for other tests."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    shutil.copyfile(empty_db, tmp_path / tracking.DB_NAME)
+    yield tmp_path
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+    tracking._experiment_ids.clear()
+
+
+def client_for(root: Path):  # noqa: ANN201 - mlflow is imported lazily
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking.tracking_uri(root))
+
+
+def runs_by_name(root: Path) -> dict[str, object]:
+    client = client_for(root)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id], max_results=1000)}
+
+
+KILLED_CHILD = """
+import os, signal, sys
+from pathlib import Path
+from autos.tracking import Tracker
+tracker = Tracker({experiment!r}, root=Path({root!r}))
+with tracker.run("killed parent", tags={{"stage": "test"}}):
+    with tracker.run("killed child", nested=True):
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_killed_stage_runs_are_closed_on_the_next_start(store: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A run of this (live) process, open across everything below: neither the child's Tracker nor ours may close it.
+    live_tracker = Tracker(EXPERIMENT, root=store)
+    with live_tracker.run("live"):
+        child = subprocess.run([sys.executable, "-c", KILLED_CHILD.format(experiment=EXPERIMENT, root=str(store))],
+                               env=child_env(), cwd=store, capture_output=True, text=True, timeout=120)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        before = runs_by_name(store)
+        assert {n: r.info.status for n, r in before.items()} == {
+            "live": "RUNNING", "killed parent": "RUNNING", "killed child": "RUNNING"}
+        child_pid = before["killed parent"].data.tags[TAG_PID]
+        assert before["killed child"].data.tags[TAG_PID] == child_pid != str(os.getpid())
+        assert before["killed parent"].data.tags[TAG_HOST] == socket.gethostname()
+
+        # Legacy runs (no owner tags), another host's run, and a run whose pid now belongs to another process.
+        client = client_for(store)
+        experiment_id = live_tracker.experiment_id
+        now_ms = int(time.time() * 1000)
+        old = client.create_run(experiment_id, run_name="legacy old",
+                                start_time=now_ms - (tracking.LEGACY_ORPHAN_AGE_S + 60) * 1000)
+        client.create_run(experiment_id, run_name="legacy fresh", start_time=now_ms - 60_000)
+        client.create_run(experiment_id, run_name="other host",
+                          tags={TAG_HOST: "elsewhere.invalid", TAG_PID: "1", TAG_PROC_START: "linux:x:1"})
+        client.create_run(experiment_id, run_name="pid reused",
+                          tags={TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), TAG_PROC_START: "linux:x:1"})
+
+        caplog.set_level(logging.WARNING, logger="autos.tracking")
+        Tracker(EXPERIMENT, root=store)  # what the next stage does first
+        after = runs_by_name(store)
+        assert after["live"].info.status == "RUNNING"
+        assert after["legacy fresh"].info.status == "RUNNING"
+        assert after["other host"].info.status == "RUNNING"
+        for name in ("killed parent", "killed child", "legacy old", "pid reused"):
+            assert after[name].info.status == "KILLED", name
+            assert after[name].info.end_time is not None
+            assert tracking.TAG_CLOSED in after[name].data.tags
+            assert any(after[name].info.run_id in r.getMessage() and name in r.getMessage() for r in caplog.records)
+        assert after["legacy old"].info.run_id == old.info.run_id
+        assert sum("orphan" in r.getMessage() for r in caplog.records) == 4
+    assert runs_by_name(store)["live"].info.status == "FINISHED"
+
+
+# run_stage as the stages call it; only the config loading is stubbed (validating the smoke config imports torch,
+# seconds that test nothing here).
+INTERRUPTED_STAGE = """
+import sys, time
+from pathlib import Path
+import stages.common
+from autos.tracking import Tracker
+from stages.common import parser, run_stage
+
+stages.common.load_config = lambda path: None
+
+def main(cfg, args):
+    tracker = Tracker({experiment!r}, root=Path({root!r}))
+    with tracker.run("stage parent"):
+        with tracker.run("stage child", nested=True):
+            print("ready", flush=True)
+            time.sleep(60)
+
+run_stage("fake_stage", main, parser("test"))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_stage_and_runs_as_killed(store: Path, signum: int) -> None:
+    code = INTERRUPTED_STAGE.format(experiment=EXPERIMENT, root=str(store))
+    proc = subprocess.Popen([sys.executable, "-c", code], env=child_env(), cwd=store,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = threading.Event()
+        threading.Thread(target=lambda: proc.stdout.readline() == "ready\n" and ready.set(), daemon=True).start()
+        assert ready.wait(timeout=120), proc.stderr.read() if proc.poll() is not None else "child not ready"
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    name = signal.Signals(signum).name
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == f"fake_stage: interrupted ({name})"
+    runs = runs_by_name(store)
+    assert runs["stage parent"].info.status == "KILLED"
+    assert runs["stage child"].info.status == "KILLED"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_server_fails_with_one_clear_line(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(TrackingError) as info:
+        Tracker(EXPERIMENT, root=store, probe_timeout=1.0)
+    message = str(info.value)
+    assert isinstance(info.value, AutosError)
+    assert uri in message and "Connection refused" in message
+    assert "MLFLOW_TRACKING_URI" in message and "tracking.enabled: false" in message
+    assert "\n" not in message
+
+
+def test_silent_server_times_out() -> None:
+    # Accepts the connection (the kernel's backlog) but never answers.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        uri = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(TrackingError, match="no answer within 0.3 s"):
+            tracking.probe_server(uri, timeout=0.3)
+
+
+def test_any_http_answer_counts_as_reachable() -> None:
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tracking.probe_server(f"http://127.0.0.1:{server.server_port}/prefix/", timeout=5.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_owner_tags_name_this_process() -> None:
+    tags = tracking.owner_tags()
+    assert tags[TAG_PID] == str(os.getpid()) and tags[TAG_HOST] == socket.gethostname()
+    assert tracking.owner_alive(tags) is True
+    assert tracking.owner_alive({**tags, TAG_PROC_START: "linux:x:1"}) is False  # pid reused by a newer process
+    assert tracking.owner_alive({**tags, TAG_HOST: "elsewhere.invalid"}) is None
+    assert tracking.owner_alive({}) is None
+    # A child that exited but is not reaped yet (a zombie, as a SIGKILLed stage is until DVC waits for it) is gone.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while tracking.process_start(child.pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tracking.owner_alive({**tags, TAG_PID: str(child.pid)}) is False
+    finally:
+        child.wait(timeout=30)
+    assert tracking.owner_alive({**tags, TAG_PID: str(child.pid)}) is False
+
+
+def test_end_active_runs_closes_this_process_runs_only(store: Path) -> None:
+    """run_stage's last resort: the run stack, plus runs created but never pushed (a signal inside start_run)."""
+    tracker = Tracker(EXPERIMENT, root=store)
+    client = client_for(store)
+    off_stack = client.create_run(tracker.experiment_id, run_name="off stack", tags=tracking.owner_tags())
+    foreign = client.create_run(tracker.experiment_id, run_name="foreign",
+                                tags={**tracking.owner_tags(), TAG_PID: str(os.getppid())})
+    with tracker.run("on stack"):
+        tracking.end_active_runs("KILLED")
+    runs = runs_by_name(store)
+    assert runs["on stack"].info.status == "KILLED"
+    assert client.get_run(off_stack.info.run_id).info.status == "KILLED"
+    assert client.get_run(foreign.info.run_id).info.status == "RUNNING"
