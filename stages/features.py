@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from autos.features import feature_table, weight_features, write_table
+from autos.files import TIMING_KEYS, load_torch, without_keys
+from autos.irp import check_tensors, load_survival
+from autos.masking import prunable_parameters
 from autos.study import FEATURES_PATH, IRP_DIR, METRICS_DIR, load_dataset, model_for
 from autos.tracking import Tracker
 from autos.training import resolve_device
@@ -21,8 +22,13 @@ def main(cfg, args) -> None:  # noqa: ANN001
     device = resolve_device(cfg.device)
     data = load_dataset(root, cfg.source.dataset)
     model = model_for(cfg.source, data, cfg.seed)
-    model.load_state_dict(torch.load(root / IRP_DIR / "init.pt", weights_only=True))
-    survived = torch.load(root / IRP_DIR / "survival.pt", weights_only=True)
+    # a missing, corrupt or mismatched IRP output is a DataError naming the file (one line, exit 1)
+    init_path = root / IRP_DIR / "init.pt"
+    init_state = load_torch(init_path, what="IRP initial weights")
+    model.load_state_dict(check_tensors(init_state, {k: v.shape for k, v in model.state_dict().items()}, init_path,
+                                        what="initial weights"))
+    shapes = {n: p.shape for n, p in prunable_parameters(model, cfg.pruning.include_classifier).items()}
+    survived = load_survival(root / IRP_DIR / "survival.pt", shapes, cfg.irp.num_rounds)
     tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
     with tracker.run("features", params={"features": cfg.features.model_dump(), "source": cfg.source.model_dump()},
                      tags={"stage": "features"}):
@@ -40,8 +46,8 @@ def main(cfg, args) -> None:  # noqa: ANN001
         write_seconds = time.perf_counter() - start
         metrics = {"rows": table.num_rows, "layers": len(infos), "feature_seconds": feature_seconds,
                    "write_seconds": write_seconds, "rows_per_second_write": table.num_rows / max(write_seconds, 1e-9)}
-        write_json(root / METRICS_DIR / "features.json", metrics)
-        tracker.log_metrics(metrics)
+        write_json(root / METRICS_DIR / "features.json", without_keys(metrics, TIMING_KEYS))  # reproducible bytes
+        tracker.log_metrics(metrics)  # timings too: MLflow is where wall-clock figures live
 
 
 if __name__ == "__main__":

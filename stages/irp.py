@@ -6,8 +6,7 @@ its last finished round (checkpoints under data/cache/irp_resume, removed on suc
 
 from __future__ import annotations
 
-import torch
-
+from autos.files import TIMING_KEYS, save_torch, without_keys
 from autos.irp import clear_resume_state, run_irp
 from autos.study import CACHE_DIR, IRP_DIR, METRICS_DIR, load_dataset, model_for
 from autos.tracking import Tracker
@@ -39,10 +38,12 @@ def main(cfg, args) -> None:  # noqa: ANN001
                          include_classifier=cfg.pruning.include_classifier, resume_dir=resume_dir,
                          on_round=on_round)
         with atomic_dir(root / IRP_DIR) as out:
-            torch.save(result.init_state, out / "init.pt")
-            torch.save(result.survived, out / "survival.pt")
-            torch.save({f"round_{i + 1}": m for i, m in enumerate(result.masks)}, out / "masks.pt")
-            write_json(out / "curve.json", {"num_rounds": cfg.irp.num_rounds, "rounds": result.curve})
+            save_torch(result.init_state, out / "init.pt")  # byte-reproducible (autos.files)
+            save_torch(result.survived, out / "survival.pt")
+            save_torch({f"round_{i + 1}": m for i, m in enumerate(result.masks)}, out / "masks.pt")
+            # wall-clock figures go to MLflow only: curve.json is hashed by DVC and must be byte-reproducible
+            rounds = [without_keys(r, TIMING_KEYS) for r in result.curve]
+            write_json(out / "curve.json", {"num_rounds": cfg.irp.num_rounds, "rounds": rounds})
         final = result.curve[-1]
         metrics = {"final_density": final["density"], "final_test_acc": final["final_test_acc"],
                    "best_test_acc": final["best_test_acc"],

@@ -71,6 +71,9 @@ def test_load_torch_refuses_bad_files_with_one_clear_error(tmp_path: Path, conte
         load_torch(path, what="IRP init state")
     message = str(info.value)
     assert "IRP init state" in message and str(path) in message and "\n" not in message
+    assert "weights_only=False" not in message  # never advise loading an untrusted file unsafely
+    if content == "evil":
+        assert "refused without running it" in message
 
 
 def test_load_torch_missing_file_names_it(tmp_path: Path) -> None:

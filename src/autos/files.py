@@ -16,7 +16,9 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,6 +98,17 @@ def save_torch(obj: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, torch_bytes(obj))
 
 
+def _load_failure_reason(exc: Exception) -> str:
+    """One short line for why torch refused a file. torch's own text for a refused pickle advises retrying with
+    ``weights_only=False``, the wrong advice for an untrusted file, so only its diagnosis is kept."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0].strip()
+        return f"refused without running it: {detail or 'not a weights-only torch file'}"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
 def load_torch(path: str | Path, *, what: str = "file") -> Any:
     """``torch.load(weights_only=True)`` on CPU; a missing, truncated, garbage or code-carrying file is a DataError
     naming the file (never a traceback, never code run: weights_only refuses every global but tensors)."""
@@ -103,10 +116,11 @@ def load_torch(path: str | Path, *, what: str = "file") -> Any:
     if not path.is_file():
         raise DataError(f"{what} {path} is missing")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - untrusted bytes: every way of failing is a data problem
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{what} {path} is not a readable torch file ({type(exc).__name__}: {reason[:300]})") from None
+        raise DataError(f"{what} {path} is not a readable torch file ({_load_failure_reason(exc)})") from None
 
 
 def sha256_file(path: str | Path) -> str:

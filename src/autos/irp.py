@@ -7,8 +7,9 @@ initial values and retrains with the study recipe. The label of a weight is the 
 IMP: round 1 then scores trained weights); without it, round 1 scores the untrained init, as the reference
 code does. ``rewind_batchnorm=False`` rewinds only the prunable weights, as the reference (autos.md 2.3).
 
-A killed run resumes from its last finished round: every round writes a checkpoint (atomically) under
-``resume_dir``, keyed by a fingerprint of everything that determines the result.
+A killed run resumes from its last finished round: every round writes a checkpoint (atomically, fsynced) under
+``resume_dir``, keyed by a fingerprint of everything that determines the result (the data by its sha256). A
+checkpoint that cannot be read or does not fit the run is set aside with a warning and the run starts over.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from autos.config import IRPConfig, TrainRecipe
+from autos.errors import DataError
+from autos.files import TMP_SUFFIX, load_torch, save_torch
 from autos.masking import Masks, apply_masks_, mask_summary, prunable_parameters, select_mask
 from autos.saliency import snip_scores
 from autos.schedules import round_densities
@@ -42,8 +45,64 @@ class IRPResult:
     curve: list[dict[str, Any]] = field(default_factory=list)  # round, density, accuracies (round 0 = dense)
 
 
+CHECKPOINT = "latest.pt"
+_PREPARED_ARRAYS = ("train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy")
+
+
 def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_digest(data: ImageData) -> str:
+    """sha256 identifying the images and labels: the prepared files' checksums recorded in ``meta.json`` when the
+    data carries them (cheap, and verified at load), else the bytes of the tensors themselves (test doubles)."""
+    meta = getattr(data, "meta", None)
+    files = meta.get("files") if isinstance(meta, dict) else None
+    counts = meta.get("counts") if isinstance(meta, dict) else None
+    if (isinstance(files, dict) and all(isinstance(files.get(n), str) for n in _PREPARED_ARRAYS)
+            and isinstance(counts, dict)
+            and counts.get("train") == len(data.train_y) and counts.get("test") == len(data.test_y)):
+        return hashlib.sha256(json.dumps({n: files[n] for n in _PREPARED_ARRAYS}, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256()
+    for tensor in (data.train_x, data.train_y, data.test_x, data.test_y):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{array.dtype}{tuple(array.shape)}".encode())
+        digest.update(array.data)  # the buffer itself: no copy of a large image tensor
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- checked .pt files
+
+
+def check_tensors(obj: Any, expected: Mapping[str, torch.Size], path: Path, *, what: str) -> dict[str, Tensor]:
+    """``obj`` as a dict of tensors with exactly the ``expected`` names and shapes, else a DataError naming ``path``."""
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise DataError(f"{path}: expected {what} (a dict of tensors by name), got {type(obj).__name__}")
+    missing, unexpected = sorted(set(expected) - set(obj)), sorted(set(obj) - set(expected))
+    if missing or unexpected:
+        raise DataError(f"{path}: {what} does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, shape in expected.items():
+        if obj[name].shape != shape:
+            raise DataError(f"{path}: {what} {name} has shape {tuple(obj[name].shape)}, the model {tuple(shape)}")
+    return obj
+
+
+def load_survival(path: Path, shapes: Mapping[str, torch.Size], num_rounds: int) -> dict[str, Tensor]:
+    """IRP survival counts (``survival.pt``) checked against the prunable layers and the range 0..num_rounds."""
+    survived = check_tensors(load_torch(path, what="IRP survival counts"), shapes, path, what="survival counts")
+    for name, count in survived.items():
+        if count.is_floating_point() or count.is_complex() or count.dtype == torch.bool:
+            raise DataError(f"{path}: survival counts {name} are {count.dtype}, expected integers")
+        if count.numel() and (int(count.min()) < 0 or int(count.max()) > num_rounds):
+            raise DataError(f"{path}: survival counts {name} span {int(count.min())}..{int(count.max())}, "
+                            f"outside 0..{num_rounds} (irp.num_rounds)")
+    return survived
+
+
+def stale_temps(path: Path) -> list[Path]:
+    """Temp siblings of ``path`` left by a write that was killed before its rename (``autos.files`` names them
+    ``.<name>.<random>.tmp``, so they can never be mistaken for ``path`` itself)."""
+    return sorted(Path(path).parent.glob(f".{Path(path).name}.*{TMP_SUFFIX}"))
 
 
 def _criterion_scores(model: nn.Module, data: ImageData, names: list[str], cfg: IRPConfig, device: torch.device,
@@ -68,11 +127,86 @@ def _rewind_(model: nn.Module, init_state: dict[str, Tensor], names: list[str], 
             params[n].copy_(init_state[n])
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# --------------------------------------------------------------------------- resume checkpoints
+
+
+@dataclass
+class _Checkpoint:
+    round: int
+    model: dict[str, Tensor]
+    survived: dict[str, Tensor]
+    masks: list[Masks]
+    curve: list[dict[str, Any]]
+
+
+def _read_checkpoint(path: Path, model_state: Mapping[str, Tensor], names: list[str], first_round: int,
+                     last_round: int) -> _Checkpoint:
+    """The checkpoint at ``path``, validated against this run; DataError (naming the reason) if it does not fit.
+
+    Everything is checked before anything is used, so a bad file never half-loads into the model."""
+    state = load_torch(path, what="IRP resume checkpoint")
+    keys = ("round", "model", "survived", "masks", "curve")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
+        raise DataError(f"{path}: expected keys {list(keys)}, found {found}")
+    r = state["round"]
+    if isinstance(r, bool) or not isinstance(r, int) or not first_round <= r <= last_round:
+        raise DataError(f"{path}: round {r!r} outside {first_round}..{last_round}")
+    model = check_tensors(state["model"], {k: v.shape for k, v in model_state.items()}, path, what="model state")
+    for k, v in model.items():
+        if v.dtype != model_state[k].dtype:
+            raise DataError(f"{path}: model state {k} is {v.dtype}, the model {model_state[k].dtype}")
+    shapes = {n: model_state[n].shape for n in names}
+    survived = check_tensors(state["survived"], shapes, path, what="survival counts")
+    masks = state["masks"]
+    if not isinstance(masks, list) or len(masks) != r:  # one mask per pruning round 1..r
+        count = len(masks) if isinstance(masks, list) else type(masks).__name__
+        raise DataError(f"{path}: expected {r} round masks, found {count}")
+    masks = [check_tensors(m, shapes, path, what=f"round {i + 1} mask") for i, m in enumerate(masks)]
+    for n in names:
+        if survived[n].dtype != torch.int8 or any(m[n].dtype != torch.bool for m in masks):
+            raise DataError(f"{path}: {n}: survival counts must be int8 and masks bool")
+        if not torch.equal(survived[n], sum((m[n].to(torch.int8) for m in masks), torch.zeros_like(survived[n]))):
+            raise DataError(f"{path}: {n}: survival counts disagree with the round masks")
+    try:
+        curve = json.loads(state["curve"]) if isinstance(state["curve"], str) else None
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        curve = None
+    if (not isinstance(curve, list) or not all(isinstance(c, dict) for c in curve)
+            or [c.get("round") for c in curve] != list(range(first_round, r + 1))):
+        raise DataError(f"{path}: the curve does not list rounds {first_round}..{r}")
+    return _Checkpoint(round=r, model=model, survived=survived, masks=masks, curve=curve)
+
+
+def _discard(path: Path, reason: str) -> None:
+    """Set a bad checkpoint aside (kept for inspection as ``<name>.bad``) so that it never blocks a re-run.
+    ``reason`` is the DataError's message, which names the file."""
+    aside = path.with_name(path.name + ".bad")
+    try:
+        os.replace(path, aside)
+        where = f"moved to {aside}"
+    except OSError:
+        try:
+            path.unlink(missing_ok=True)
+            where = "deleted"
+        except OSError as exc:  # the next round's checkpoint replaces it anyway
+            where = f"could not be removed: {exc}"
+    log.warning("IRP: ignoring a bad resume checkpoint, recomputing from scratch (%s; %s)", reason, where)
+
+
+def _resume_from(path: Path, model_state: Mapping[str, Tensor], names: list[str], first_round: int,
+                 last_round: int) -> _Checkpoint | None:
+    """The usable checkpoint at ``path``, or None (none there, or a bad one, which is set aside with a warning)."""
+    for tmp in stale_temps(path):  # a write killed before its rename: never a checkpoint, only litter
+        log.info("IRP: removing %s, left by an interrupted checkpoint write", tmp)
+        tmp.unlink(missing_ok=True)
+    if not path.exists():
+        return None
+    try:
+        return _read_checkpoint(path, model_state, names, first_round, last_round)
+    except DataError as exc:
+        _discard(path, str(exc))
+        return None
 
 
 def run_irp(
@@ -99,7 +233,7 @@ def run_irp(
     round_recipe = recipe.with_epochs(cfg.epochs_per_round)
     key = fingerprint(cfg.model_dump(), round_recipe.model_dump(), seed, include_classifier,
                       {k: float(v.double().sum()) for k, v in init_state.items() if v.is_floating_point()},
-                      int(data.train_y.sum()), len(data.train_y))
+                      data_digest(data))
     ckpt_dir = resume_dir / key if resume_dir is not None else None
 
     survived = {n: torch.zeros_like(init_state[n], dtype=torch.int8, device="cpu") for n in names}
@@ -108,13 +242,15 @@ def run_irp(
     curve: list[dict[str, Any]] = []
     start_round = 0 if cfg.train_dense_first else 1
 
-    if ckpt_dir is not None and (ckpt_dir / "latest.pt").exists():
-        state = torch.load(ckpt_dir / "latest.pt", weights_only=True)
-        model.load_state_dict(state["model"])
-        survived, masks_per_round, curve = state["survived"], state["masks"], json.loads(state["curve"])
+    checkpoint = None
+    if ckpt_dir is not None:
+        checkpoint = _resume_from(ckpt_dir / CHECKPOINT, model.state_dict(), names, start_round, cfg.num_rounds)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model)
+        survived, masks_per_round, curve = checkpoint.survived, checkpoint.masks, checkpoint.curve
         alive = masks_per_round[-1] if masks_per_round else None
-        start_round = state["round"] + 1
-        log.info("IRP: resuming after round %d from %s", state["round"], ckpt_dir)
+        start_round = checkpoint.round + 1
+        log.info("IRP: resuming after round %d from %s", checkpoint.round, ckpt_dir)
 
     def finish_round(r: int, density: float, masks: Masks | None, result: TrainResult) -> None:
         summary = mask_summary(masks) if masks is not None else {"density": 1.0, "min_layer_density": 1.0}
@@ -123,8 +259,8 @@ def run_irp(
         curve.append(record)
         log.info("IRP round %d: density %.4f final acc %.4f", r, record["density"], record["final_test_acc"])
         if ckpt_dir is not None:  # checkpoint first: a crash while logging must not lose the round
-            _save_atomic({"round": r, "model": model.state_dict(), "survived": survived, "masks": masks_per_round,
-                          "curve": json.dumps(curve)}, ckpt_dir / "latest.pt")
+            save_torch({"round": r, "model": model.state_dict(), "survived": survived, "masks": masks_per_round,
+                        "curve": json.dumps(curve)}, ckpt_dir / CHECKPOINT)
         if on_round is not None:
             on_round(record, result)
 

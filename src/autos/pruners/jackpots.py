@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -34,6 +33,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from autos.config import TrainRecipe
+from autos.errors import DataError
+from autos.files import load_torch, save_torch
 from autos.masking import Masks, classifier_name, kept_count, select_mask
 from autos.pruners import PRUNERS
 from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
@@ -97,15 +98,21 @@ def trained_dense_state(ctx: PruneContext, recipe: TrainRecipe) -> tuple[dict[st
     if ctx.cache_dir is not None:
         path = Path(ctx.cache_dir) / f"jackpots_dense_{dense_cache_key(ctx, recipe)}.pt"
         if path.is_file():
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            log.info("lottery_jackpots: trained dense model from the cache %s", path)
-            return payload["state_dict"], {"dense_cache": "hit", "dense_test_acc": payload["test_acc"]}
+            try:
+                payload = load_torch(path, what="Lottery Jackpots dense-model cache")
+                state, acc = payload["state_dict"], float(payload["test_acc"])
+                expected = {k: tuple(v.shape) for k, v in ctx.model.state_dict().items()}
+                if {k: tuple(v.shape) for k, v in state.items()} != expected:  # another architecture: garbage too
+                    raise ValueError("its tensors do not match this model's names and shapes")
+            except (DataError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+                log.warning("discarding the unreadable cache %s and retraining the dense model: %s", path, exc)
+                path.unlink(missing_ok=True)
+            else:
+                log.info("lottery_jackpots: trained dense model from the cache %s", path)
+                return state, {"dense_cache": "hit", "dense_test_acc": acc}
     state, acc = train_dense(ctx, recipe)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"state_dict": state, "test_acc": acc}, tmp)
-        os.replace(tmp, path)
+        save_torch({"state_dict": state, "test_acc": acc}, path)
     return state, {"dense_cache": "miss" if path is not None else "off", "dense_test_acc": acc}
 
 
