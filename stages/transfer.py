@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from autos.errors import ConfigError
+from autos.files import TIMING_KEYS, without_keys
 from autos.study import CACHE_DIR, METRICS_DIR, TRANSFER_DIR, load_dataset, model_for
 from autos.tracking import Tracker
 from autos.training import resolve_device
@@ -61,8 +62,10 @@ def main(cfg, args) -> None:  # noqa: ANN001
                           resources=resources, cache_dir=root / CACHE_DIR / "transfer" / args.target,
                           on_result=on_result)
         with atomic_dir(root / TRANSFER_DIR / args.target) as out:
+            # wall-clock figures (train/select seconds) stay in MLflow: results.json must be byte-reproducible
             write_json(out / "results.json", {
-                "target": args.target, "spec": spec.model_dump(), "rows": rows,
+                "target": args.target, "spec": spec.model_dump(),
+                "rows": [without_keys(row, TIMING_KEYS) for row in rows],
                 "recipe": cfg.training.with_epochs(spec.epochs).model_dump(),
                 "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                             "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},

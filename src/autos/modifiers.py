@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from autos.masking import Masks, invert_scores, select_mask
+from autos.masking import SCOPES, Masks, invert_scores, kept_count, select_mask
 from autos.pruners.base import PruneContext
 
 
@@ -54,8 +54,23 @@ def reinit_weights(ctx: PruneContext, masks: Mapping[str, Tensor], seed: int) ->
 
 
 def invert(scores: Mapping[str, Tensor], density: float, scope: str = "global") -> Masks:
-    """S3: the mask keeping the *lowest* scores (scores negated, then the usual top-k selection)."""
+    """S3: the mask keeping the *lowest* scores (scores negated, then the usual top-k selection).
+
+    ``scope`` must be the one the method selected with (``selection_scope``): inverting a layer-wise method
+    globally would change its per-layer densities, which is a different check."""
     return select_mask(invert_scores(scores), density, scope=scope)
+
+
+def selection_scope(masks: Mapping[str, Tensor], density: float, declared: str | None = None) -> str:
+    """The scope a method selected its mask with: its ``scope`` setting when it has one (``ScorePruner`` selects
+    with it), else read off the mask: layer-wise iff every layer keeps exactly ``kept_count(N_l, density)`` (as
+    ``select_mask(scope='layerwise')`` does; ``random`` has no setting and is layer-wise by definition)."""
+    if declared is not None:
+        if declared not in SCOPES:
+            raise ValueError(f"unknown scope {declared!r}; allowed: {', '.join(SCOPES)}")
+        return declared
+    per_layer = all(int(m.sum()) == kept_count(m.numel(), density) for m in masks.values())
+    return "layerwise" if per_layer else "global"
 
 
 class Modifier(NamedTuple):

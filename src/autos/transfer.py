@@ -22,7 +22,7 @@ from torch import nn
 from autos import modifiers
 from autos.config import ModelSpec, StudyConfig
 from autos.health import effective_summary
-from autos.masking import Masks, mask_summary
+from autos.masking import Masks, classifier_name, mask_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
 from autos.training import ImageData, TrainResult, evaluate_only, train
@@ -44,8 +44,25 @@ class RunSpec:
         return f"{self.method}{suffix} s={self.sparsity:g} seed={self.seed}"
 
 
-def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float, scope: str,
+def dataset_classes(data: ImageData) -> int:
+    """The dataset's class count from its metadata (``PreparedData.num_classes``): the training labels alone
+    undercount when the highest class has no training image (a capped or filtered split)."""
+    declared = getattr(data, "num_classes", None)
+    if declared is not None:
+        return int(declared)
+    return int(max(int(data.train_y.max()), int(data.test_y.max()))) + 1  # bare tensors: the best we can do
+
+
+def _check_outputs(model: nn.Module, num_classes: int, target: str) -> None:
+    """A model with fewer outputs than classes fails only later and obscurely (or silently, with more)."""
+    outputs = int(dict(model.named_parameters())[classifier_name(model)].shape[0])
+    if outputs != num_classes:
+        raise ValueError(f"{target}: the model has {outputs} outputs but the dataset has {num_classes} classes")
+
+
+def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float, scope: str | None,
                     seed: int) -> tuple[Masks, dict[str, torch.Tensor] | None]:
+    """``scope``: the method's ``scope`` setting, None when it has none (then read off its mask)."""
     if modifier == "shuffle":
         return modifiers.shuffle_within_layers(result.masks, seed), result.state_dict
     if modifier == "reinit":
@@ -53,6 +70,7 @@ def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, densi
     if modifier == "invert":
         if result.scores is None:
             raise ValueError("invert needs a score-based method")
+        scope = modifiers.selection_scope(result.masks, density, declared=scope)
         return modifiers.invert(result.scores, density, scope), result.state_dict
     raise ValueError(f"unknown modifier {modifier!r}")
 
@@ -72,6 +90,7 @@ def run_target(
     spec: ModelSpec = cfg.transfer.targets[target]
     recipe = cfg.training.with_epochs(spec.epochs)
     input_size = int(data.train_x.shape[-1])
+    num_classes = dataset_classes(data)
     rows: list[dict[str, Any]] = []
 
     def record(run: RunSpec, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
@@ -101,15 +120,16 @@ def run_target(
 
     for seed in cfg.transfer.seeds:
         init_model = build(seed)
+        _check_outputs(init_model, num_classes, target)
         if cfg.transfer.dense:
             record(RunSpec(target, "dense", 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0, seed)
         for method in cfg.transfer.methods:
             pruner = PRUNERS.get(method)(cfg.transfer.settings_for(method))
-            scope = getattr(pruner.settings, "scope", "global")
+            scope = getattr(pruner.settings, "scope", None)  # None: no setting (e.g. random, layer-wise by design)
             for sparsity in cfg.transfer.sparsities:
                 density = 1.0 - sparsity
                 ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed,
-                                   num_classes=int(data.train_y.max()) + 1,
+                                   num_classes=num_classes,
                                    include_classifier=cfg.pruning.include_classifier, build_model=build,
                                    cache_dir=cache_dir, resources=resources)
                 start = time.perf_counter()
@@ -123,13 +143,13 @@ def run_target(
                         continue
                     masks, state = _apply_modifier(modifier, result, ctx, density, scope, seed + 1)
                     variants.append((modifier, masks, state))
-                for modifier, masks, state in variants:
+                for variant, masks, state in variants:
                     model = copy.deepcopy(init_model)
                     if state is not None:
                         model.load_state_dict(state)
-                    run = RunSpec(target, method, sparsity, seed, modifier)
+                    run = RunSpec(target, method, sparsity, seed, variant)
                     # re-initialised weights are always trained: evaluating fresh weights would only show chance
-                    train_model = result.train or modifier == "reinit"
+                    train_model = result.train or variant == "reinit"
                     record(run, model, masks, dict(result.info), select_seconds, seed, train_model=train_model)
     return rows
 
