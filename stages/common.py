@@ -17,7 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -139,3 +139,21 @@ def write_json(path: Path, obj: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+RESOLVED_CONFIG = "resolved_config.json"
+
+
+def write_resolved_config(out: Path, cfg: StudyConfig, sections: Sequence[str],
+                          extra: Mapping[str, Any] | None = None) -> None:
+    """Write the config sections a stage used, with every default filled in, next to its outputs.
+
+    DVC sees only what params.yaml spells out; a default that lives in code (a method's setting, the recipe's
+    momentum) is invisible to it. Written into the output folder, the resolved values are part of the output's
+    hash and of its record: a changed default shows in ``dvc diff`` and in the files themselves."""
+    resolved = {name: _plain(getattr(cfg, name)) for name in sections}
+    write_json(out / RESOLVED_CONFIG, {**resolved, **dict(extra or {})})
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value

@@ -11,7 +11,7 @@ from autos.irp import clear_resume_state, run_irp
 from autos.study import CACHE_DIR, IRP_DIR, METRICS_DIR, load_dataset, model_for
 from autos.tracking import Tracker
 from autos.training import resolve_device
-from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json, write_resolved_config
 
 
 def main(cfg, args) -> None:  # noqa: ANN001
@@ -44,6 +44,7 @@ def main(cfg, args) -> None:  # noqa: ANN001
             # wall-clock figures go to MLflow only: curve.json is hashed by DVC and must be byte-reproducible
             rounds = [without_keys(r, TIMING_KEYS) for r in result.curve]
             write_json(out / "curve.json", {"num_rounds": cfg.irp.num_rounds, "rounds": rounds})
+            write_resolved_config(out, cfg, ["seed", "device", "source", "irp", "training", "pruning"])
         final = result.curve[-1]
         metrics = {"final_density": final["density"], "final_test_acc": final["final_test_acc"],
                    "best_test_acc": final["best_test_acc"],

@@ -17,7 +17,7 @@ from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, sa
 from autos.study import FEATURES_PATH, METRICS_DIR, SCORER_DIR
 from autos.tracking import Tracker
 from autos.training import resolve_device
-from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json, write_resolved_config
 
 
 def main(cfg, args) -> None:  # noqa: ANN001
@@ -53,6 +53,8 @@ def main(cfg, args) -> None:  # noqa: ANN001
                         {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
             atomic_write_bytes(out / "split.npz", npz_bytes(train_idx=fit.train_idx, holdout_idx=holdout))
             write_json(out / "history.json", [without_keys(asdict(e), TIMING_KEYS) for e in fit.history])
+            write_resolved_config(out, cfg, ["scorer"],
+                                  {"scorer_settings": cfg.scorer.scorer_settings().model_dump(mode="json")})
         write_json(root / METRICS_DIR / "scorer.json", metrics)
         tracker.log_metrics({"holdout": scorer_metrics,
                              **{f"baseline.{k}": v for k, v in baselines.items()}, "fit_seconds": fit.seconds})

@@ -14,7 +14,7 @@ from autos.study import CACHE_DIR, METRICS_DIR, TRANSFER_DIR, load_dataset, mode
 from autos.tracking import Tracker
 from autos.training import resolve_device
 from autos.transfer import run_target
-from stages.common import atomic_dir, parser, repo_root, run_stage, write_json
+from stages.common import atomic_dir, parser, repo_root, run_stage, write_json, write_resolved_config
 
 
 def summary_metrics(rows: list[dict]) -> dict:
@@ -69,6 +69,12 @@ def main(cfg, args) -> None:  # noqa: ANN001
                 "recipe": cfg.training.with_epochs(spec.epochs).model_dump(),
                 "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                             "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
+            })
+            write_resolved_config(out, cfg, ["seed", "device", "training", "pruning", "features"], {
+                "target": spec.model_dump(mode="json"),
+                "transfer": cfg.transfer.model_dump(mode="json", exclude={"targets"}),
+                "method_settings_resolved": {m: cfg.transfer.settings_for(m).model_dump(mode="json")
+                                             for m in cfg.transfer.methods},
             })
         write_json(root / METRICS_DIR / f"transfer_{args.target}.json", summary_metrics(rows))
         tracker.log_artifact(root / TRANSFER_DIR / args.target / "results.json")

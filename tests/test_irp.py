@@ -127,7 +127,7 @@ def _kill_after(round_: int):
 @pytest.fixture(scope="module")
 def clean_run():
     """A clean run (no resume) to compare every recovered run with."""
-    return _irp(make_tiny_data(), TrainRecipe(epochs=1, batch_size=16, lr=0.05, channels_last="off"))[2]
+    return _irp(make_tiny_data(), TrainRecipe(epochs=1, batch_size=16, lr=0.05))[2]
 
 
 def _checkpoint_after_round_1(tiny_data, recipe, resume_dir: Path) -> Path:

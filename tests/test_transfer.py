@@ -27,7 +27,7 @@ def _config(methods: list[str], modifiers: list[str], settings: dict) -> object:
     raw = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
     raw["transfer"].update(methods=methods, modifiers=modifiers, method_settings=settings, sparsities=[0.5, 0.8],
                            dense=True)
-    raw["training"].update(batch_size=16, channels_last="off")
+    raw["training"].update(batch_size=16)
     return parse_config(raw)
 
 
@@ -73,7 +73,7 @@ def _ctx(data, seed: int = 0) -> PruneContext:
     from autos.config import TrainRecipe
 
     model = build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=seed)
-    return PruneContext(model=model, data=data, recipe=TrainRecipe(epochs=1, batch_size=16, channels_last="off"),
+    return PruneContext(model=model, data=data, recipe=TrainRecipe(epochs=1, batch_size=16),
                         device=torch.device("cpu"), seed=seed, num_classes=4)
 
 
