@@ -10,14 +10,13 @@ import io
 import logging
 import pickle
 import tarfile
-import zlib
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from autos.data import DATASETS, DatasetSpec, Splits, first_per_class
-from autos.data.archive import check_tar_member
+from autos.data.archive import MiB, check_size, read_limited, read_limited_file, walk_tar
 from autos.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -27,6 +26,17 @@ TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 NUM_CLASSES = 10
+
+# Size limits, so a corrupt or hostile archive is refused before it is inflated into memory.
+# An official batch is 10000 x 3072 uint8 plus labels and file names: ~31 MB as pickled by Python 2. Pickled
+# again by Python 3 with protocol 2 (as the shared subset is) the pixels become latin1 text stored as UTF-8,
+# up to 2 bytes per pixel: at most ~62 MB. 128 MiB is twice that worst case.
+MAX_BATCH_BYTES = 128 * MiB
+# batches.meta holds ten class names and two counts (~200 bytes).
+MAX_META_BYTES = 1 * MiB
+# Every byte of the archive is inflated to verify its checksum. The official one inflates to ~186 MB
+# (at most ~380 MB re-pickled as above); anything past 1 GiB is refused as it comes out.
+MAX_ARCHIVE_BYTES = 1024 * MiB
 
 
 def _latin1_encode(text: object, encoding: str = "utf-8") -> bytes:
@@ -105,24 +115,33 @@ def load_label_names(raw: bytes, where: str) -> list[str]:
     return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 
+def _limit(name: str) -> int:
+    return MAX_META_BYTES if name == META_FILE else MAX_BATCH_BYTES
+
+
+def _read_archive(source: Path, wanted: set[str]) -> dict[str, bytes]:
+    """The wanted batches from the tar in one pass; the whole archive is inflated so its CRC is checked."""
+    found: dict[str, bytes] = {}
+
+    def visit(member: tarfile.TarInfo, fh: IO[bytes] | None) -> None:
+        parts = PurePosixPath(member.name).parts
+        if fh is not None and len(parts) == 2 and parts[0] == FOLDER and parts[1] in wanted:
+            what = f"{member.name} in {source}"
+            check_size(member.size, _limit(parts[1]), what)
+            found[parts[1]] = read_limited(fh, _limit(parts[1]), what)
+
+    # Other members (the official readme.html) are skipped but still inflated: bound them like a batch.
+    walk_tar(source, visit, max_member_bytes=MAX_BATCH_BYTES, max_total_bytes=MAX_ARCHIVE_BYTES)
+    return found
+
+
 def _read_files(source: Path) -> dict[str, bytes]:
     """Raw bytes of the batches and meta, from the extracted folder or in one pass over the tar."""
     wanted = {*TRAIN_FILES, TEST_FILE, META_FILE}
     if source.is_dir():
-        found = {n: (source / n).read_bytes() for n in wanted if (source / n).is_file()}
+        found = {n: read_limited_file(source / n, _limit(n)) for n in wanted if (source / n).is_file()}
     else:
-        found = {}
-        try:
-            with tarfile.open(source, "r:*") as tf:
-                for member in tf:
-                    check_tar_member(member, source)
-                    parts = PurePosixPath(member.name).parts
-                    if member.isfile() and len(parts) == 2 and parts[0] == FOLDER and parts[1] in wanted:
-                        fh = tf.extractfile(member)
-                        assert fh is not None
-                        found[parts[1]] = fh.read()
-        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"cannot read {source}: {exc} (truncated or corrupt archive?)") from exc
+        found = _read_archive(source, wanted)
     missing = sorted(wanted - found.keys())
     if missing:
         raise DataError(f"{source}: missing {', '.join(missing)} (expected the {FOLDER}/ layout)")
@@ -132,7 +151,7 @@ def _read_files(source: Path) -> dict[str, bytes]:
 def decode_cifar10(source: Path, max_train_per_class: int | None, max_test_per_class: int | None) -> Splits:
     """Decode all batches; caps keep the first N images of each class in order of appearance."""
     files = _read_files(source)
-    where = {n: str(source / n) if source.is_dir() else f"{source}:{FOLDER}/{n}" for n in files}
+    where = {n: str(source / n) if source.is_dir() else f"{FOLDER}/{n} in {source}" for n in files}
     class_names = load_label_names(files[META_FILE], where[META_FILE])
     train = [load_batch(files[n], where[n]) for n in TRAIN_FILES]
     train_data = np.concatenate([d for d, _ in train])

@@ -17,10 +17,17 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from autos.data import DATASETS, DatasetSpec, Splits
-from autos.data.archive import check_member_name
+from autos.data.archive import (
+    ZIP_ERRORS,
+    MiB,
+    check_member_name,
+    check_zip_names,
+    read_limited_file,
+    read_zip_member,
+)
 from autos.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,17 @@ FOLDER = "tiny-imagenet-200"
 NUM_CLASSES = 200
 SIZE = 64
 _TRAIN_RE = re.compile(r"^train/([^/]+)/images/([^/]+\.jpe?g)$", re.IGNORECASE)
+
+# Size limits per member, so a corrupt or hostile archive is refused before it is inflated into memory;
+# each is far above the official file: words.txt is 2.7 MB (82115 WordNet synsets), wnids.txt 2 KB,
+# val_annotations.txt 0.35 MB, and a 64x64 JPEG a few KB (12 KB even as raw RGB; the subset's largest is 3.2 KB).
+MAX_TEXT_BYTES = {"words.txt": 16 * MiB, "wnids.txt": 1 * MiB, "val/val_annotations.txt": 8 * MiB}
+MAX_IMAGE_BYTES = 1 * MiB
+
+
+def member_limit(name: str) -> int:
+    """Byte limit for a member (relative to the dataset root): the text files' own, else an image's."""
+    return MAX_TEXT_BYTES.get(name, MAX_IMAGE_BYTES)
 
 
 def natural_key(name: str) -> list[object]:
@@ -43,27 +61,22 @@ def _open_source(source: Path) -> Iterator[tuple[list[str], Callable[[str], byte
         names = [
             Path(dirpath, f).relative_to(source).as_posix() for dirpath, _, files in os.walk(source) for f in files
         ]
-        yield names, lambda n: (source / n).read_bytes()
+        yield names, lambda n: read_limited_file(source / n, member_limit(n))
         return
     try:
         zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except ZIP_ERRORS as exc:
         raise DataError(f"cannot read {source}: {exc} (truncated or corrupt archive?)") from exc
     with zf:
         all_names = [check_member_name(n, source) for n in zf.namelist()]
+        check_zip_names(zf, source)
         roots = sorted((n[: -len("wnids.txt")] for n in all_names if PurePosixPath(n).name == "wnids.txt"), key=len)
         if not roots:
             raise DataError(f"{source}: no wnids.txt inside (expected the {FOLDER}/ layout)")
         root = roots[0]
         names = [n[len(root) :] for n in all_names if n.startswith(root) and not n.endswith("/")]
-
-        def read(name: str) -> bytes:
-            try:
-                return zf.read(root + name)
-            except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
-                raise DataError(f"cannot read {root + name} from {source}: {exc}") from exc
-
-        yield names, read
+        # Each member is read in full, so zipfile verifies its CRC-32: a flipped byte is an error, not a wrong image.
+        yield names, lambda n: read_zip_member(zf, root + n, source, member_limit(n))
 
 
 def _text(read: Callable[[str], bytes], name: str, source: Path) -> list[str]:
@@ -73,18 +86,25 @@ def _text(read: Callable[[str], bytes], name: str, source: Path) -> list[str]:
         raise DataError(f"cannot read {name} in {source}: {exc}") from exc
 
 
+def _decode_image(data: bytes, name: str, source: Path) -> np.ndarray:
+    """One JPEG as uint8 (64, 64, 3) RGB; the size is checked before any pixel is decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.size != (SIZE, SIZE):
+                raise DataError(f"image {name} in {source} is {img.size[0]}x{img.size[1]}, expected {SIZE}x{SIZE}")
+            return np.asarray(img.convert("RGB"))
+    except UnidentifiedImageError:
+        # Pillow's own message names the in-memory buffer ("<_io.BytesIO object at 0x...>"), not the member.
+        raise DataError(f"cannot decode image {name} in {source}: not a JPEG or other image Pillow reads") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"cannot decode image {name} in {source}: {exc}") from exc
+
+
 def _decode_images(read: Callable[[str], bytes], names: list[str], source: Path) -> np.ndarray:
     """Decode JPEGs to a uint8 (N, 3, 64, 64) array; grayscale images are converted to RGB."""
     out = np.empty((len(names), 3, SIZE, SIZE), dtype=np.uint8)
     for i, name in enumerate(names):
-        try:
-            with Image.open(io.BytesIO(read(name))) as img:
-                rgb = np.asarray(img.convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise DataError(f"cannot decode image {name} in {source}: {exc}") from exc
-        if rgb.shape != (SIZE, SIZE, 3):
-            raise DataError(f"image {name} in {source} is {rgb.shape[1]}x{rgb.shape[0]}, expected {SIZE}x{SIZE}")
-        out[i] = rgb.transpose(2, 0, 1)
+        out[i] = _decode_image(read(name), name, source).transpose(2, 0, 1)
     return out
 
 
