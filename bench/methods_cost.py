@@ -14,16 +14,18 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from common import REPO, profile, save
+from throughput import Synthetic
 
+from autos.device import resolve_device
 from autos.features import feature_table, weight_features, write_table
+from autos.masking import prunable_parameters
 from autos.models import build_model
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
-from autos.masking import prunable_parameters
 from autos.scorer import build_scorer, predict
-from autos.training import resolve_device, train
-from common import REPO, profile, save
-from throughput import Synthetic
+from autos.study import method_settings
+from autos.training import train
 
 
 def _build(name: str, classes: int, width: int, size: int, seed: int) -> torch.nn.Module:
@@ -91,19 +93,19 @@ def main() -> None:
         row["paper_scorer"] = paper_scorer_cost(model, data, cfg, device, num_weights)
         print(f"{target} autos[paper]: {row['paper_scorer']}", flush=True)
         for method in methods:
-            settings = cfg.transfer.settings_for(method)
+            settings = method_settings(cfg, method)
             scorers = {"mlp": {}} if method == "autos" else {None: None}
             for scorer_name, scorer_settings in scorers.items():
-                resources = {"root": REPO, "features_config": cfg.features}
-                label = method
+                label, loaded = method, None
                 if scorer_name is not None:
                     net, s = build_scorer(scorer_name, scorer_settings)
                     net.prepare(torch.randn(4096, len(s.inputs)))  # untrained: cost does not depend on quality
-                    resources["scorer"] = (net.eval(), scorer_name, s, {})
+                    loaded = (net.eval(), scorer_name, s, {})
                     label = f"autos[{scorer_name}]"
                 ctx = PruneContext(model=model, data=data, recipe=cfg.training.with_epochs(spec.epochs),
                                    device=device, seed=0, num_classes=classes, build_model=build,
-                                   cache_dir=Path(tempfile.mkdtemp()), resources=resources)
+                                   cache_dir=Path(tempfile.mkdtemp()), root=REPO, features=cfg.features,
+                                   scorer=loaded)
                 start = time.perf_counter()
                 try:
                     PRUNERS.get(method)(settings).prune(ctx, args.density)

@@ -8,7 +8,15 @@ import torch
 
 from autos.config import FeaturesConfig
 from autos.errors import DataError
-from autos.features import BASE_SCHEMA, EXTRA_FEATURES, feature_table, read_table, table_metadata, weight_features, write_table
+from autos.features import (
+    BASE_SCHEMA,
+    EXTRA_FEATURES,
+    feature_table,
+    read_table,
+    table_metadata,
+    weight_features,
+    write_table,
+)
 from autos.masking import prunable_parameters
 from autos.models import build_model
 

@@ -1,5 +1,6 @@
 """The pruner contract, parametrized over EVERY registered method: masks only for prunable parameters, right
-shapes and dtype, exact (or reported) kept count, finite scores, the model unchanged, deterministic under a seed.
+shapes and dtype, exact (or reported) kept count, finite scores, the selection scope recorded (a score method's
+is its ``scope`` setting), the model unchanged, deterministic under a seed.
 Method-specific known answers live in test_pruners_pai.py and test_pruners_trained.py."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from autos.config import TrainRecipe
 from autos.masking import kept_count, prunable_parameters
 from autos.models import build_model
 from autos.pruners import PRUNERS
-from autos.pruners.base import PruneContext
+from autos.pruners.base import PruneContext, ScorePruner
 from autos.scorer import build_scorer
 
 # Small settings so every method runs in seconds; the defaults are exercised by the default study.
@@ -48,7 +49,7 @@ def _ctx(tiny_data, seed: int, tmp_path) -> PruneContext:
     build = lambda s: build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=s)  # noqa: E731
     return PruneContext(model=build(0), data=tiny_data, recipe=TrainRecipe(epochs=1, batch_size=16),
                         device=torch.device("cpu"), seed=seed, num_classes=4, build_model=build,
-                        cache_dir=tmp_path, resources={"scorer": SCORER})
+                        cache_dir=tmp_path, scorer=SCORER)
 
 
 @pytest.mark.parametrize("method", PRUNERS.names())
@@ -76,6 +77,9 @@ def test_contract(method: str, tiny_data, tmp_path) -> None:
     if result.scores is not None:
         assert set(result.scores) == set(prunable)
         assert all(torch.isfinite(s).all() and s.shape == prunable[n].shape for n, s in result.scores.items())
+    assert result.scope in ("global", "layerwise"), "every method records the scope it selected with"
+    if isinstance(pruner, ScorePruner):
+        assert result.scope == pruner.settings.scope
     after = ctx.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a pruner modified ctx.model"
     if result.state_dict is not None:

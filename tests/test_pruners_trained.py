@@ -13,21 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
 from autos.masking import kept_count, select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS, jackpots
-from autos.pruners.base import PruneContext, PruneResult
-from autos.pruners.base import phase_recipe
-from autos.pruners.kstarts import KStartsSettings, candidate_masks
-from autos.pruners.jackpots import short_restriction_
+from autos.pruners.base import PruneContext, PruneResult, phase_recipe
 from autos.pruners.irp_target import IRPTargetSettings, num_rounds_for
+from autos.pruners.jackpots import short_restriction_
+from autos.pruners.kstarts import KStartsSettings, candidate_masks
 from autos.pruners.pfs import gate_groups
 from autos.training import train
-
-from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
 
 NUM_CLASSES = 10
 ARCHS = ["resnet18", "vgg16_bn"]
@@ -253,7 +251,7 @@ def test_irp_rounds_and_rewind(tmp_path: Path) -> None:
     assert result.info["rounds"] == 3 and result.info["trainings"] == 3
     densities = [float(d) for d in str(result.info["round_densities"]).split(",")]
     assert densities[0] == 1.0 and abs(densities[-1] - 0.3) < 1e-4
-    assert all(1 - b / a <= 0.45 + 1e-9 for a, b in zip(densities, densities[1:]))
+    assert all(1 - b / a <= 0.45 + 1e-9 for a, b in zip(densities, densities[1:], strict=False))
     assert_same_state(result.state_dict, state_of(ctx.model))  # rewound to init
     assert not (tmp_path / "irp_target").exists() or not any((tmp_path / "irp_target").iterdir())
     two = run("irp", make_ctx("vgg16_bn"), 0.3, schedule="linear", num_rounds=2)

@@ -8,17 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TinyData, make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 
 import autos.transfer as transfer_module
 from autos import modifiers
-from autos.config import parse_config
 from autos.masking import select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
+from autos.study import parse_study
 from autos.transfer import _apply_modifier, dataset_classes, run_target
-
-from conftest import TinyData, make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +27,7 @@ def _config(methods: list[str], modifiers: list[str], settings: dict) -> object:
     raw["transfer"].update(methods=methods, modifiers=modifiers, method_settings=settings, sparsities=[0.5, 0.8],
                            dense=True)
     raw["training"].update(batch_size=16)
-    return parse_config(raw)
+    return parse_study(raw)
 
 
 def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
@@ -37,7 +36,7 @@ def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
                    "lottery_jackpots": {"dense_epochs": 1, "search_epochs": 1, "search_batch_size": 16}})
     build = lambda seed: build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=seed)  # noqa: E731
     seen = []
-    rows = run_target(cfg, "vgg16_cifar10", tiny_data, build=build, device=torch.device("cpu"), resources={},
+    rows = run_target(cfg, "vgg16_cifar10", tiny_data, build=build, device=torch.device("cpu"),
                       cache_dir=tmp_path, on_result=lambda run, row, result: seen.append(run.name))
     assert len(seen) == len(rows)
     by_key = {(r["method"], r["modifier"], r["sparsity"]): r for r in rows}
@@ -45,7 +44,8 @@ def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
     for sparsity in (0.5, 0.8):
         # score-based methods get all three checks; synflow/jackpots have no re-rankable scores: no invert
         for method in ("random", "snip"):
-            assert {m for (meth, m, s) in by_key if meth == method and s == sparsity} == {"", "shuffle", "reinit", "invert"}
+            variants = {m for (meth, m, s) in by_key if meth == method and s == sparsity}
+            assert variants == {"", "shuffle", "reinit", "invert"}
         for method in ("synflow", "lottery_jackpots"):
             assert {m for (meth, m, s) in by_key if meth == method and s == sparsity} == {"", "shuffle", "reinit"}
         base, shuffled = by_key[("snip", "", sparsity)], by_key[("snip", "shuffle", sparsity)]
@@ -55,7 +55,8 @@ def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
             if row["method"] != "dense":
                 assert abs(row["achieved_sparsity"] - row["sparsity"]) < 0.01
                 assert row["pruned_nonzero_after_training"] == 0
-                assert isinstance(row["collapsed"], bool) and row["effective_sparsity"] >= row["achieved_sparsity"] - 1e-12
+                assert isinstance(row["collapsed"], bool)
+                assert row["effective_sparsity"] >= row["achieved_sparsity"] - 1e-12
         jackpot = by_key[("lottery_jackpots", "", sparsity)]
         assert jackpot["epochs"] == 0 and jackpot["info"]["kind"] == "trained"  # evaluated, not tuned (paper protocol)
         assert by_key[("lottery_jackpots", "reinit", sparsity)]["epochs"] == 1  # fresh weights are trained
@@ -83,7 +84,8 @@ def test_invert_of_a_layerwise_method_keeps_every_layer_count(tiny_data, method,
     pruner = PRUNERS.get(method)(PRUNERS.get(method).Settings(**settings))
     ctx = _ctx(tiny_data)
     result = pruner.prune(ctx, density)
-    inverted, _ = _apply_modifier("invert", result, ctx, density, getattr(pruner.settings, "scope", None), seed=1)
+    assert result.scope == "layerwise"  # recorded by the method; the modifier reads it
+    inverted, _ = _apply_modifier("invert", result, ctx, density, seed=1)
     assert _layer_counts(inverted) == _layer_counts(result.masks)
     assert not any(bool((inverted[n] & result.masks[n]).any()) for n in inverted)  # the lowest scores, disjoint
 
@@ -92,7 +94,7 @@ def test_invert_of_a_global_method_stays_global(tiny_data) -> None:
     pruner = PRUNERS.get("magnitude")(PRUNERS.get("magnitude").Settings(scope="global"))
     ctx = _ctx(tiny_data)
     result = pruner.prune(ctx, 0.2)
-    inverted, _ = _apply_modifier("invert", result, ctx, 0.2, "global", seed=1)
+    inverted, _ = _apply_modifier("invert", result, ctx, 0.2, seed=1)
     expected = modifiers.invert(result.scores, 0.2, "global")
     assert all(torch.equal(inverted[n], m) for n, m in expected.items())
     assert _layer_counts(inverted) != _layer_counts(result.masks)  # global magnitude shifts the per-layer budget
@@ -145,7 +147,7 @@ def test_num_classes_comes_from_the_metadata_not_the_labels(tmp_path, monkeypatc
         models.append(build_model("vgg16_bn", num_classes=data.num_classes, width=4, input_size=32, seed=seed))
         return models[-1]
 
-    rows = run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"), resources={},
+    rows = run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"),
                       cache_dir=tmp_path, on_result=lambda *_: None)
     assert {c.num_classes for c in contexts} == {10}
     assert models[0].fc.out_features == 10
@@ -160,5 +162,5 @@ def test_a_model_with_the_wrong_number_of_outputs_is_refused(tmp_path) -> None:
     cfg = _config(["random"], [], {})
     build = lambda seed: build_model("vgg16_bn", num_classes=9, width=4, input_size=32, seed=seed)  # noqa: E731
     with pytest.raises(ValueError, match="9 outputs but the dataset has 10 classes"):
-        run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"), resources={},
+        run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"),
                    cache_dir=tmp_path, on_result=lambda *_: None)

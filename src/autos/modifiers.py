@@ -4,22 +4,22 @@
   Synaptic-Flow's ``shuffle()``, which permutes into a local variable and is a no-op (section 7 bugs).
 - S2 ``reinit_weights``: keep the mask, draw *fresh* weights from the same initializer (a new seed of the same
   model factory), not a permutation of the old values.
-- S3 ``invert``: keep the lowest scores at the same density and scope, by negation (not Synaptic-Flow's 1/s,
-  which does not reverse signed GraSP scores). Iterative methods (SynFlow) must invert at every iteration
-  instead: see ``SynFlowSettings.invert``.
+- S3 ``invert``: keep the lowest scores at the same density and scope (``scope_of``: the scope the result
+  records), by negation (not Synaptic-Flow's 1/s, which does not reverse signed GraSP scores). Iterative
+  selections (SynFlow, any score method with ``iterations > 1``) must invert at every iteration instead: the
+  ``invert`` setting of ``autos.pruners.base.ScoreSettings``.
 S4 (random at the same layer-wise densities) is S1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
 from autos.masking import SCOPES, Masks, invert_scores, kept_count, select_mask
-from autos.pruners.base import PruneContext
+from autos.pruners.base import PruneContext, PruneResult, Scope
 
 
 def shuffle_within_layers(masks: Mapping[str, Tensor], seed: int) -> Masks:
@@ -56,30 +56,24 @@ def reinit_weights(ctx: PruneContext, masks: Mapping[str, Tensor], seed: int) ->
 def invert(scores: Mapping[str, Tensor], density: float, scope: str = "global") -> Masks:
     """S3: the mask keeping the *lowest* scores (scores negated, then the usual top-k selection).
 
-    ``scope`` must be the one the method selected with (``selection_scope``): inverting a layer-wise method
+    ``scope`` must be the one the method selected with (``scope_of``): inverting a layer-wise method
     globally would change its per-layer densities, which is a different check."""
     return select_mask(invert_scores(scores), density, scope=scope)
 
 
-def selection_scope(masks: Mapping[str, Tensor], density: float, declared: str | None = None) -> str:
-    """The scope a method selected its mask with: its ``scope`` setting when it has one (``ScorePruner`` selects
-    with it), else read off the mask: layer-wise iff every layer keeps exactly ``kept_count(N_l, density)`` (as
-    ``select_mask(scope='layerwise')`` does; ``random`` has no setting and is layer-wise by definition)."""
+def scope_of(result: PruneResult, density: float) -> Scope:
+    """The scope ``result`` was selected with: ``result.scope`` (every registered method records it); only a
+    result without one (e.g. built by hand) falls back to reading it off the mask (``selection_scope``)."""
+    return selection_scope(result.masks, density, declared=result.scope)
+
+
+def selection_scope(masks: Mapping[str, Tensor], density: float, declared: str | None = None) -> Scope:
+    """``declared`` when given (checked), else the scope read off the mask: layer-wise iff every layer keeps
+    exactly ``kept_count(N_l, density)`` (as ``select_mask(scope='layerwise')`` does). A guess, for results that
+    do not record their scope; a global selection can match it by chance."""
     if declared is not None:
         if declared not in SCOPES:
             raise ValueError(f"unknown scope {declared!r}; allowed: {', '.join(SCOPES)}")
-        return declared
+        return "layerwise" if declared == "layerwise" else "global"
     per_layer = all(int(m.sum()) == kept_count(m.numel(), density) for m in masks.values())
     return "layerwise" if per_layer else "global"
-
-
-class Modifier(NamedTuple):
-    function: Callable[..., object]
-    description: str
-
-
-MODIFIERS: dict[str, Modifier] = {
-    "shuffle": Modifier(shuffle_within_layers, "S1: permute each layer's mask uniformly (same per-layer counts)"),
-    "reinit": Modifier(reinit_weights, "S2: same mask, fresh weights from the same initializer (new seed)"),
-    "invert": Modifier(invert, "S3: keep the lowest scores (negated), same density and scope"),
-}

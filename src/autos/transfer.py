@@ -12,7 +12,6 @@ import copy
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +19,16 @@ import torch
 from torch import nn
 
 from autos import modifiers
+from autos.batches import ImageData
 from autos.config import ModelSpec, StudyConfig
 from autos.health import effective_summary
 from autos.masking import Masks, classifier_name, mask_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
-from autos.training import ImageData, TrainResult, evaluate_only, train
+from autos.records import RunKey
+from autos.training import TrainResult, evaluate_only, train
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSpec:
-    target: str
-    method: str
-    sparsity: float  # 0.0 = dense
-    seed: int
-    modifier: str | None = None
-
-    @property
-    def name(self) -> str:
-        suffix = f"+{self.modifier}" if self.modifier else ""
-        return f"{self.method}{suffix} s={self.sparsity:g} seed={self.seed}"
 
 
 def dataset_classes(data: ImageData) -> int:
@@ -60,9 +47,9 @@ def _check_outputs(model: nn.Module, num_classes: int, target: str) -> None:
         raise ValueError(f"{target}: the model has {outputs} outputs but the dataset has {num_classes} classes")
 
 
-def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float, scope: str | None,
+def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float,
                     seed: int) -> tuple[Masks, dict[str, torch.Tensor] | None]:
-    """``scope``: the method's ``scope`` setting, None when it has none (then read off its mask)."""
+    """The mask and weights a sanity check trains; ``invert`` keeps the scope the result records."""
     if modifier == "shuffle":
         return modifiers.shuffle_within_layers(result.masks, seed), result.state_dict
     if modifier == "reinit":
@@ -70,8 +57,7 @@ def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, densi
     if modifier == "invert":
         if result.scores is None:
             raise ValueError("invert needs a score-based method")
-        scope = modifiers.selection_scope(result.masks, density, declared=scope)
-        return modifiers.invert(result.scores, density, scope), result.state_dict
+        return modifiers.invert(result.scores, density, modifiers.scope_of(result, density)), result.state_dict
     raise ValueError(f"unknown modifier {modifier!r}")
 
 
@@ -82,18 +68,21 @@ def run_target(
     *,
     build: Callable[[int], nn.Module],
     device: torch.device,
-    resources: dict[str, Any],
+    root: Path = Path("."),
     cache_dir: Path | None,
-    on_result: Callable[[RunSpec, dict[str, Any], TrainResult], None],
+    on_result: Callable[[RunKey, dict[str, Any], TrainResult], None],
 ) -> list[dict[str, Any]]:
-    """Run every (method, sparsity, seed[, modifier]) for one target; ``on_result`` sees each row as it lands."""
+    """Run every (method, sparsity, seed[, modifier]) for one target; ``on_result`` sees each row as it lands.
+
+    ``root``: the repository root, against which methods resolve relative paths (AutoS's ``scorer_dir``).
+    """
     spec: ModelSpec = cfg.transfer.targets[target]
     recipe = cfg.training.with_epochs(spec.epochs)
     input_size = int(data.train_x.shape[-1])
     num_classes = dataset_classes(data)
     rows: list[dict[str, Any]] = []
 
-    def record(run: RunSpec, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
+    def record(run: RunKey, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
                train_seed: int, train_model: bool = True) -> None:
         stats: dict[str, Any] = {}
         if masks is not None:
@@ -105,15 +94,15 @@ def run_target(
             stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
                          layer_effective_density=effective["layer_effective_density"])
         if train_model:
-            result = train(model, data, recipe, seed=train_seed, device=device, masks=masks, desc=f"{target} {run.name}")
+            result = train(model, data, recipe, seed=train_seed, device=device, masks=masks,
+                           desc=f"{target} {run.name}")
         else:
             result = evaluate_only(model, data, device=device, masks=masks, batch_size=recipe.eval_batch_size)
         if masks is not None:  # masks must hold through training (nonzero counts unchanged)
             params = dict(model.named_parameters())
             leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
             stats["pruned_nonzero_after_training"] = leaked
-        row = {"target": target, "method": run.method, "modifier": run.modifier or "", "sparsity": run.sparsity,
-               "seed": run.seed, **stats, **result.metrics(), "select_seconds": select_seconds, "info": info,
+        row = {**run.row_fields(), **stats, **result.metrics(), "select_seconds": select_seconds, "info": info,
                "epochs": result.epochs}
         rows.append(row)
         on_result(run, row, result)
@@ -122,16 +111,17 @@ def run_target(
         init_model = build(seed)
         _check_outputs(init_model, num_classes, target)
         if cfg.transfer.dense:
-            record(RunSpec(target, "dense", 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0, seed)
+            record(RunKey(target, "dense", 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0, seed)
         for method in cfg.transfer.methods:
-            pruner = PRUNERS.get(method)(cfg.transfer.settings_for(method))
-            scope = getattr(pruner.settings, "scope", None)  # None: no setting (e.g. random, layer-wise by design)
+            pruner_class = PRUNERS.get(method)
+            pruner = pruner_class(pruner_class.Settings.model_validate(cfg.transfer.method_settings.get(method) or {},
+                                                                       strict=True))
             for sparsity in cfg.transfer.sparsities:
                 density = 1.0 - sparsity
                 ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed,
                                    num_classes=num_classes,
                                    include_classifier=cfg.pruning.include_classifier, build_model=build,
-                                   cache_dir=cache_dir, resources=resources)
+                                   cache_dir=cache_dir, root=root, features=cfg.features)
                 start = time.perf_counter()
                 result = pruner.prune(ctx, density)
                 select_seconds = time.perf_counter() - start
@@ -139,15 +129,16 @@ def run_target(
                     (None, result.masks, result.state_dict)]
                 for modifier in cfg.transfer.modifiers:
                     if modifier == "invert" and result.scores is None:
-                        log.info("skipping invert for %s: not a score-based method", method)
+                        log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)",
+                                 method)
                         continue
-                    masks, state = _apply_modifier(modifier, result, ctx, density, scope, seed + 1)
+                    masks, state = _apply_modifier(modifier, result, ctx, density, seed + 1)
                     variants.append((modifier, masks, state))
                 for variant, masks, state in variants:
                     model = copy.deepcopy(init_model)
                     if state is not None:
                         model.load_state_dict(state)
-                    run = RunSpec(target, method, sparsity, seed, variant)
+                    run = RunKey(target, method, sparsity, seed, variant)
                     # re-initialised weights are always trained: evaluating fresh weights would only show chance
                     train_model = result.train or variant == "reinit"
                     record(run, model, masks, dict(result.info), select_seconds, seed, train_model=train_model)

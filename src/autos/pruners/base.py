@@ -1,39 +1,78 @@
 """The pruner contract: every method turns a model at initialization into a mask.
 
-Score-based methods subclass ``ScorePruner`` and implement only ``score`` (higher = keep); the shared
-``autos.masking.select_mask`` turns scores into a mask. Methods that need training or their own selection
-(SynFlow's iterations, K-starts, Pruning from Scratch, ...) override ``prune`` and build on
-``autos.training``. A pruner never modifies ``ctx.model``: it works on copies (tested for every method).
+- ``Pruner[S]`` is generic over its typed pydantic ``Settings`` model ``S``: ``self.settings`` is an ``S``.
+  A method that needs its own loop (ERK's closed-form budgets, K-starts, Pruning from Scratch, ...) subclasses
+  it and implements ``prune``; it builds on ``autos.training`` and states the ``scope`` of its result.
+- ``ScorePruner[S]`` is a method defined by its scoring rule: implement ``score`` (higher = keep). Its ``prune``
+  owns the selection: the one shared ``autos.masking.select_mask`` with the settings' ``scope``, either once or,
+  with ``iterations > 1``, on Synaptic-Flow's iterative schedule (``prune_loop``). So any score method can run
+  iteratively, and SynFlow is its score plus that schedule.
+
+``PruneResult.scope`` records the scope a mask was selected with; the modifiers (``autos.modifiers``) read it. A
+pruner never modifies ``ctx.model``: it works on copies (tested for every method).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from autos.config import TrainRecipe
-from autos.masking import Masks, Scores, prunable_parameters, select_mask
-from autos.training import ImageData, scoring_batches
+from autos.batches import ImageData, scoring_batches
+from autos.config import FeaturesConfig, TrainRecipe
+from autos.masking import Masks, Scores, apply_masks_, invert_scores, prunable_parameters, select_mask
+
+if TYPE_CHECKING:  # the scorer package is imported by the AutoS method only when it runs
+    from autos.scorer import ScorerNet, ScorerSettings
+
+Scope = Literal["global", "layerwise"]
+
+# What ``autos.scorer.load_scorer`` returns: (scorer net in eval mode, scorer name, its settings, metadata).
+LoadedScorer = tuple["ScorerNet", str, "ScorerSettings", dict[str, Any]]
 
 
 class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ScopeSettings(NoSettings):
-    scope: Literal["global", "layerwise"] = Field(
+def _is_one(value: object) -> bool:
+    return value == 1
+
+
+def _is_false(value: object) -> bool:
+    return value is False
+
+
+class ScoreSettings(NoSettings):
+    """The selection settings every score-based method shares (``ScorePruner.prune`` reads them).
+
+    ``iterations`` and ``invert`` are left out of the settings' dump (and so of the resolved config a stage
+    writes) while they hold their one-shot defaults, so that adding them changed no existing record; any other
+    value is recorded. ``SynFlowSettings`` redeclares both (always recorded, 100 iterations by default).
+    """
+
+    scope: Scope = Field(
         default="global", description="rank all layers together (the methods' default) or keep the density per layer"
+    )
+    iterations: int = Field(
+        default=1, ge=1, exclude_if=_is_one,
+        description="scoring rounds on Synaptic-Flow's exponential schedule: round k of n scores the masked network "
+        "and keeps density^(k/n), pruned weights stay pruned (1 = one-shot)",
+    )
+    invert: bool = Field(
+        default=False, exclude_if=_is_false,
+        description="keep the lowest scores (negated) in every round: sanity check S3 inside the selection",
     )
 
 
-class DataSettings(ScopeSettings):
+class DataSettings(ScoreSettings):
     """Settings of methods that score on a few batches of training data."""
 
     num_batches: int = Field(default=1, ge=1, description="training batches the score is summed over")
@@ -41,6 +80,10 @@ class DataSettings(ScopeSettings):
     train_mode: bool = Field(
         default=True, description="BN in train mode while scoring (methods.md 0.6: data-driven scores use batch stats)"
     )
+
+
+S = TypeVar("S", bound=BaseModel)
+SS = TypeVar("SS", bound=ScoreSettings)
 
 
 @dataclass
@@ -56,13 +99,21 @@ class PruneContext:
     include_classifier: bool = True
     build_model: Callable[[int], nn.Module] | None = None  # same architecture, init drawn from a seed
     cache_dir: Path | None = None  # for expensive intermediate results (e.g. a trained dense model)
-    resources: dict[str, Any] = field(default_factory=dict)  # e.g. the trained AutoS scorer
+    root: Path = Path(".")  # the repository root: relative paths in settings (AutoS's scorer_dir) resolve here
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)  # how target features are built (AutoS)
+    scorer: LoadedScorer | None = None  # an AutoS scorer already loaded (else AutoS loads root / scorer_dir)
 
     def prunable_names(self, model: nn.Module | None = None) -> list[str]:
         return list(prunable_parameters(model or self.model, self.include_classifier))
 
     def copy_model(self) -> nn.Module:
         return copy.deepcopy(self.model).to(self.device)
+
+    def masked(self, masks: Mapping[str, Tensor]) -> PruneContext:
+        """This context with ``model`` replaced by a copy whose pruned weights are zero (``ctx.model`` unchanged)."""
+        model = copy.deepcopy(self.model)
+        apply_masks_(model, masks)
+        return dataclasses.replace(self, model=model)
 
     def batches(
         self, num_batches: int, batch_size: int, *, augment: bool = False, seed_offset: int = 0
@@ -77,37 +128,78 @@ class PruneResult:
     masks: Masks
     info: dict[str, float | int | str] = field(default_factory=dict)  # logged next to the result
     state_dict: dict[str, Tensor] | None = None  # weights to train from, for methods that move them
-    scores: Scores | None = None  # kept for modifiers (invert) when the method is score-based
+    scores: Scores | None = None  # kept for modifiers (invert) when the method is score-based and one-shot
     train: bool = True  # False: evaluate the masked weights as returned (methods that never tune weights)
+    # How the kept count was spread over layers: 'global' = one ranking across all prunable layers decided each
+    # layer's count; 'layerwise' = every layer's count was fixed before ranking within it. None: not recorded
+    # (then ``autos.modifiers.selection_scope`` reads it off the mask).
+    scope: Scope | None = None
 
 
-class Pruner:
+class Pruner(Generic[S]):
     """Base class. ``Settings`` is validated from ``transfer.method_settings.<name>`` at config load."""
 
-    Settings: ClassVar[type[BaseModel]] = NoSettings
+    Settings: type[S]
     needs_data: ClassVar[bool] = False
     # 'pai' = at initialization; 'early' = after a little training; 'trained' = needs a trained model
     kind: ClassVar[str] = "pai"
 
-    def __init__(self, settings: BaseModel | None = None) -> None:
-        self.settings = settings if settings is not None else self.Settings()
+    def __init__(self, settings: S | None = None) -> None:
+        self.settings: S = settings if settings is not None else self.Settings()
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         raise NotImplementedError
 
 
-class ScorePruner(Pruner):
-    """A method defined by its scoring rule alone."""
+def prune_loop(
+    score: Callable[[PruneContext], Scores],
+    ctx: PruneContext,
+    density: float,
+    *,
+    scope: Scope = "global",
+    iterations: int = 1,
+    invert: bool = False,
+) -> tuple[Masks, Scores]:
+    """Synaptic-Flow's ``prune_loop`` with its exponential schedule; returns (masks, the last round's scores).
 
-    Settings: ClassVar[type[BaseModel]] = ScopeSettings
+    Round k = 1..n scores the network with the current mask applied (``ctx.masked``; round 1 scores ``ctx`` as
+    is) and keeps ``density ** (k / n)`` of all prunable weights by ``select_mask``; weights already pruned stay
+    pruned (``alive``), even at tied zero scores. ``invert`` negates the scores of every round (sanity check S3).
+    With n = 1 it is the one-shot selection.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    masks: Masks | None = None
+    scores: Scores = {}
+    for k in range(1, iterations + 1):
+        scores = score(ctx if masks is None else ctx.masked(masks))
+        ranked = invert_scores(scores) if invert else scores
+        masks = select_mask(ranked, density ** (k / iterations), scope=scope, alive=masks)
+    assert masks is not None
+    return masks, scores
+
+
+class ScorePruner(Pruner[SS]):
+    """A method defined by its scoring rule alone: implement ``score``; the selection is shared.
+
+    One-shot (``iterations == 1``): the result keeps the scores it ranked (negated when ``invert``), so the
+    ``invert`` modifier can re-rank them. Iterative: ``scores`` is None, because the last round's scores are
+    computed on the masked network and cannot be re-ranked after the fact (use the ``invert`` setting).
+    """
 
     def score(self, ctx: PruneContext) -> Scores:
         raise NotImplementedError
 
+    def result_info(self) -> dict[str, float | int | str]:
+        """Entries logged next to every result of this method (none by default)."""
+        return {}
+
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
-        scores = self.score(ctx)
-        scope = getattr(self.settings, "scope", "global")
-        return PruneResult(masks=select_mask(scores, density, scope=scope), scores=scores)
+        s = self.settings
+        masks, scores = prune_loop(self.score, ctx, density, scope=s.scope, iterations=s.iterations, invert=s.invert)
+        one_shot = s.iterations == 1
+        ranked = (invert_scores(scores) if s.invert else scores) if one_shot else None
+        return PruneResult(masks=masks, info=self.result_info(), scores=ranked, scope=s.scope)
 
 
 # --------------------------------------------------------------------------- helpers shared by pruners that train

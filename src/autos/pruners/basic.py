@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Literal
 
 import torch
-from pydantic import BaseModel
+from pydantic import Field
 
 from autos.masking import Scores
-from autos.pruners import PRUNERS
-from autos.pruners.base import NoSettings, PruneContext, PruneResult, ScopeSettings, ScorePruner
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
+
+
+class RandomSettings(ScoreSettings):
+    # Uniform random per layer *is* a layer-wise selection of random scores; the scope is fixed, not a setting
+    # (left out of the settings' dump: it cannot differ between runs).
+    scope: Literal["layerwise"] = Field(
+        default="layerwise", exclude=True, description="fixed: every prunable layer keeps the same density"
+    )
 
 
 @PRUNERS.register("random")
-class RandomUniform(ScorePruner):
+class RandomUniform(ScorePruner[RandomSettings]):
     """Uniform random per layer: every prunable layer keeps the same density (methods.md section 9)."""
 
-    Settings: ClassVar[type[BaseModel]] = NoSettings
+    Settings = RandomSettings
 
     def score(self, ctx: PruneContext) -> Scores:
         generator = torch.Generator().manual_seed(ctx.seed)
         params = dict(ctx.model.named_parameters())
         return {name: torch.rand(params[name].shape, generator=generator) for name in ctx.prunable_names()}
 
-    def prune(self, ctx: PruneContext, density: float) -> PruneResult:
-        from autos.masking import select_mask
-
-        scores = self.score(ctx)
-        return PruneResult(masks=select_mask(scores, density, scope="layerwise"), scores=scores)
-
 
 @PRUNERS.register("magnitude")
-class Magnitude(ScorePruner):
+class Magnitude(ScorePruner[ScoreSettings]):
     """|w0|. Global by default, which collapses layers when init scales differ (methods.md section 8)."""
 
-    Settings: ClassVar[type[BaseModel]] = ScopeSettings
+    Settings = ScoreSettings
 
     def score(self, ctx: PruneContext) -> Scores:
         params = dict(ctx.model.named_parameters())

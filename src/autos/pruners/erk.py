@@ -4,19 +4,20 @@ ERK gives layer l the density d_l = eps * (n_in + n_out + k_h + k_w) / (n_in * n
 (n_in + n_out) / (n_in * n_out), for Linear), with eps solved so the kept total is the requested density.
 Layers whose d_l would exceed 1 are made dense and eps is re-solved over the rest. Positions within each
 layer are uniformly random (seeded by ``ctx.seed``). A data-free, score-free baseline: ``scores`` is None.
+
+Why not ``select_mask``: it keeps one density (globally or in every layer), while ERK gives every layer its own
+closed-form count, which may round to 0; the result's scope is ``layerwise`` (each layer's count is fixed first).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import ClassVar
 
 import torch
-from pydantic import BaseModel
 
 from autos.masking import check_density, kept_count
-from autos.pruners import PRUNERS
+from autos.pruners._registry import PRUNERS
 from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult
 
 
@@ -84,10 +85,10 @@ def erk_counts(shapes: Mapping[str, torch.Size], density: float) -> dict[str, in
 
 
 @PRUNERS.register("random_erk")
-class RandomERK(Pruner):
+class RandomERK(Pruner[NoSettings]):
     """Random positions at ERK layer densities (methods.md section 9; S4 of section 11)."""
 
-    Settings: ClassVar[type[BaseModel]] = NoSettings
+    Settings = NoSettings
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         params = dict(ctx.model.named_parameters())
@@ -102,4 +103,4 @@ class RandomERK(Pruner):
             flat[torch.randperm(flat.numel(), generator=generator)[: counts[n]]] = True
             masks[n] = flat.view(shapes[n])
         info: dict[str, float | int | str] = {"erk_dense_layers": sum(1 for d in densities.values() if d >= 1.0)}
-        return PruneResult(masks=masks, info=info)
+        return PruneResult(masks=masks, info=info, scope="layerwise")

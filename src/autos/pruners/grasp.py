@@ -8,31 +8,32 @@ same theta * Hg and masks its lowest values (methods.md section 6). Scores are s
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 
+from autos.batches import Normalizer
 from autos.masking import Scores, prunable_parameters
-from autos.pruners import PRUNERS
-from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
-from autos.training import Normalizer
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
+from autos.saliency import summed_gradients
 
 
-class GraSPSettings(ScopeSettings):
+class GraSPSettings(ScoreSettings):
     # methods.md section 6, step 2: 10 images per class on CIFAR-10/100 (official configs), split in two halves.
-    samples_per_class: int = Field(10, ge=2, description="class-balanced images per class, split in two halves")
+    samples_per_class: int = Field(default=10, ge=2, description="class-balanced images per class, split in two halves")
     # The official CIFAR-100 ResNet-32 config uses 5 per class x 2 draws, Tiny-ImageNet 1 per class x 10 draws;
     # with 1 per class a half cannot be balanced.
-    num_draws: int = Field(1, ge=1, description="independent class-balanced draws, each split in two halves")
+    num_draws: int = Field(default=1, ge=1, description="independent class-balanced draws, each split in two halves")
     # Step 3: without the temperature the signal is flat (section 6 pitfalls).
-    temperature: float = Field(200.0, gt=0, description="logits are divided by T (T = 200 in the paper)")
+    temperature: float = Field(default=200.0, gt=0, description="logits are divided by T (T = 200 in the paper)")
     # Step 1 (official ``reinit=True``); the lineage initialises the classifier N(0, 0.01).
-    reinit_linear: bool = Field(True, description="re-initialise Linear weights Xavier-normal in the scoring copy")
+    reinit_linear: bool = Field(
+        default=True, description="re-initialise Linear weights Xavier-normal in the scoring copy"
+    )
     # methods.md section 0.6.
-    train_mode: bool = Field(True, description="score with batch statistics (train-mode BN)")
+    train_mode: bool = Field(default=True, description="score with batch statistics (train-mode BN)")
 
 
 def grasp_hessian_gradient(
@@ -54,19 +55,18 @@ def grasp_hessian_gradient(
     model.train(train_mode)
     weights = list(prunable_parameters(model, include_classifier=True).items())
     tensors = [w for _, w in weights]
-    g = [torch.zeros_like(w) for w in tensors]
-    for x, y in halves:  # step 4: g, no graph
-        loss = F.cross_entropy(model(x) / temperature, y)
-        for acc, gi in zip(g, torch.autograd.grad(loss, tensors)):
-            acc.add_(gi)
+    summed, _ = summed_gradients(model, halves, [name for name, _ in weights], temperature=temperature)
+    g = [summed[name] for name, _ in weights]  # step 4: g, no graph
     hg = [torch.zeros_like(w) for w in tensors]
     for x, y in halves:  # step 5: H g by double backward, one half at a time (memory)
         loss = F.cross_entropy(model(x) / temperature, y)
         grads = torch.autograd.grad(loss, tensors, create_graph=True)
-        z = sum((gi * fi).sum() for gi, fi in zip(g, grads))
-        for acc, h in zip(hg, torch.autograd.grad(z, tensors)):
+        z = (g[0] * grads[0]).sum()  # g . grad L_h, summed left to right
+        for gi, fi in zip(g[1:], grads[1:], strict=True):
+            z = z + (gi * fi).sum()
+        for acc, h in zip(hg, torch.autograd.grad(z, tensors), strict=True):
             acc.add_(h)
-    by_name = {name: (w.detach() * h).cpu() for (name, w), h in zip(weights, hg)}
+    by_name = {name: (w.detach() * h).cpu() for (name, w), h in zip(weights, hg, strict=True)}
     return {n: by_name[n] for n in names}
 
 
@@ -101,9 +101,9 @@ def class_balanced_halves(
 
 
 @PRUNERS.register("grasp")
-class GraSP(ScorePruner):
-    Settings: ClassVar[type[BaseModel]] = GraSPSettings
-    needs_data: ClassVar[bool] = True
+class GraSP(ScorePruner[GraSPSettings]):
+    Settings = GraSPSettings
+    needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:
         s = self.settings

@@ -12,7 +12,8 @@ repeat until the requested density. It reuses the source-model IRP loop (``autos
 
 The result is the final mask with the init weights (rewinding to iteration 0, plain LTH); the pipeline then
 trains it with the study recipe. ``rewind_batchnorm`` (default true, as open_lth) rewinds the whole state
-between rounds, not only the prunable weights.
+between rounds, not only the prunable weights. Every round selects with ``select_mask`` (scope ``global``, as
+``autos.irp.run_irp``), which is the scope of the result.
 """
 
 from __future__ import annotations
@@ -20,30 +21,31 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveInt
+from pydantic import Field, PositiveInt
 
 from autos.config import IRPConfig
 from autos.irp import fingerprint, run_irp
 from autos.masking import density_of
-from autos.pruners import PRUNERS
-from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.base import flat_settings
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult, flat_settings
 
 log = logging.getLogger(__name__)
 
 
 class IRPTargetSettings(NoSettings):
     schedule: Literal["fraction", "geometric", "linear"] = Field(
-        "fraction", description="fraction: prune prune_fraction of the survivors per round until the target; "
+        default="fraction", description="fraction: prune prune_fraction of the survivors per round until the target; "
         "geometric/linear: num_rounds rounds ending at the target"
     )
     prune_fraction: float = Field(default=0.2, gt=0, lt=1, description="schedule=fraction: share pruned per round")
     num_rounds: PositiveInt = Field(default=10, le=100, description="schedule=geometric/linear: rounds")
     epochs_per_round: PositiveInt | None = Field(default=None, description="null: the recipe's epochs")
-    criterion: Literal["magnitude", "snip"] = Field("magnitude", description="score of the trained weights per round")
+    criterion: Literal["magnitude", "snip"] = Field(
+        default="magnitude", description="score of the trained weights per round"
+    )
     rewind_batchnorm: bool = Field(default=True, description="rewind BN and biases too between rounds (open_lth)")
     keep_checkpoints: bool = Field(
         default=False, description="keep the per-round resume checkpoints in cache_dir after success (a re-run "
@@ -58,12 +60,12 @@ def num_rounds_for(settings: IRPTargetSettings, density: float) -> int:
 
 
 @PRUNERS.register("irp")
-class IRPTarget(Pruner):
+class IRPTarget(Pruner[IRPTargetSettings]):
     """methods.md 10. Cost: P + 1 trainings of ``epochs_per_round`` (dense + P masked), see the note in info."""
 
-    Settings: ClassVar[type[BaseModel]] = IRPTargetSettings
-    needs_data: ClassVar[bool] = True
-    kind: ClassVar[str] = "trained"
+    Settings = IRPTargetSettings
+    needs_data = True
+    kind = "trained"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
@@ -73,7 +75,7 @@ class IRPTarget(Pruner):
             params = dict(ctx.model.named_parameters())
             masks = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in names}
             return PruneResult(masks=masks, info={"rounds": 0, "extra_epochs": 0, "dense_epochs": 0},
-                               state_dict=init_state)
+                               state_dict=init_state, scope="global")
         rounds = num_rounds_for(s, density)
         cfg = IRPConfig(
             num_rounds=rounds, final_density=density, schedule="geometric" if s.schedule == "fraction" else s.schedule,
@@ -96,4 +98,4 @@ class IRPTarget(Pruner):
             last_round_training="skipped: the pipeline trains the final ticket from init with the shared recipe",
         )
         log.info("irp (target): %d rounds to density %.4g, %d epochs", rounds, density, info["extra_epochs"])
-        return PruneResult(masks=result.masks[-1], info=info, state_dict=init_state)
+        return PruneResult(masks=result.masks[-1], info=info, state_dict=init_state, scope="global")

@@ -14,7 +14,9 @@
 5. Short restriction after every step, per layer (step 6; a Callback): swap the ``rate`` share of the revive
    candidates A = {b = 0, s > tau} with the drop candidates B = {b = 1, s <= tau} when |A| = |B| > 0.
 
-Result: the mask and the trained dense weights (``state_dict``) that the mask was searched on.
+Result: the mask and the trained dense weights (``state_dict``) that the mask was searched on. The per-layer
+counts come from the budgets' ``select_mask`` (step 2) and the swaps keep them, so the result's scope is the
+budgets' scope (``global`` for ``global_magnitude``); the search itself swaps positions rather than ranking.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -36,9 +38,8 @@ from autos.config import TrainRecipe
 from autos.errors import DataError
 from autos.files import load_torch, save_torch
 from autos.masking import Masks, classifier_name, kept_count, select_mask
-from autos.pruners import PRUNERS
-from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.base import clone_state, flat_settings
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult, Scope, clone_state, flat_settings
 from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ def layer_budgets(weights: dict[str, Tensor], kept: int, mode: str) -> Masks:
 class StraightThroughMask(nn.Module):
     """Parametrization W -> W * b with b = mask in value and dL/ds := dL/db (straight-through)."""
 
+    mask: Tensor  # a buffer
+
     def __init__(self, mask: Tensor, pruned_score: float) -> None:
         super().__init__()
         self.register_buffer("mask", mask.float())
@@ -172,12 +175,12 @@ class ShortRestriction(Callback):
 
 
 @PRUNERS.register("lottery_jackpots")
-class LotteryJackpots(Pruner):
+class LotteryJackpots(Pruner[JackpotsSettings]):
     """methods.md 4. Cost: a dense training (``dense_epochs``, cached) + ``search_epochs`` score epochs."""
 
-    Settings: ClassVar[type[BaseModel]] = JackpotsSettings
-    needs_data: ClassVar[bool] = True
-    kind: ClassVar[str] = "trained"
+    Settings = JackpotsSettings
+    needs_data = True
+    kind = "trained"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
@@ -229,4 +232,5 @@ class LotteryJackpots(Pruner):
             classifier_dense=int(fc in names), search_test_acc=result.final_test_acc,
         )
         log.info("lottery_jackpots: %d swaps, %d positions moved from the magnitude mask", restriction.swaps, changed)
-        return PruneResult(masks=masks, info=info, state_dict=dense_state, train=s.finetune)
+        scope: Scope = "global" if s.layer_budgets == "global_magnitude" else "layerwise"
+        return PruneResult(masks=masks, info=info, state_dict=dense_state, train=s.finetune, scope=scope)

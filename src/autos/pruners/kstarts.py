@@ -12,6 +12,10 @@ abstract leaves open ("choose" in methods.md) is a setting and is reported in ``
 - ``kstarts_dissipating`` (3c): K-starts to density p1 = 1 - kstarts_share * sparsity, then dissipating to the
   target.
 
+Selection: K-starts picks one of k random candidates by fitness, so it has no ranking for ``select_mask``; its
+per-layer counts are fixed first (scope ``layerwise``). Dissipating ranks by drift with ``select_mask`` under its
+``scope`` setting, which is the scope of its result (and of the combination's).
+
 The short selection phases use ``phase_recipe``: by default the recipe's lr held constant, since the first
 epochs of the study's full schedule run at (almost) the base lr, and the pruned network then continues with it.
 """
@@ -20,19 +24,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from autos.masking import Masks, apply_masks_, kept_count, select_mask
-from autos.pruners import PRUNERS
+from autos.pruners._registry import PRUNERS
 from autos.pruners.base import (
     NoSettings,
     PhaseSchedule,
-    Pruner,
     PruneContext,
+    Pruner,
     PruneResult,
     clone_state,
     flat_settings,
@@ -61,7 +65,9 @@ class KStartsCore(NoSettings):
     layer_densities: Literal["uniform", "erk"] = Field(
         default="uniform", description="per-layer densities shared by every candidate (erk needs autos.pruners.erk)"
     )
-    phase_schedule: PhaseSchedule = Field("constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed")
+    phase_schedule: PhaseSchedule = Field(
+        default="constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed"
+    )
 
 
 class KStartsSettings(KStartsCore):
@@ -160,18 +166,18 @@ def kstarts_select(
 
 
 @PRUNERS.register("kstarts")
-class KStarts(Pruner):
+class KStarts(Pruner[KStartsSettings]):
     """methods.md 3a. Cost: k * select_epochs sparse epochs (``extra_epochs``)."""
 
-    Settings: ClassVar[type[BaseModel]] = KStartsSettings
-    needs_data: ClassVar[bool] = True
-    kind: ClassVar[str] = "early"
+    Settings = KStartsSettings
+    needs_data = True
+    kind = "early"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
         masks, state, info = kstarts_select(ctx, density, s)
         info.update(flat_settings(s), extra_epochs=info["kstarts_sparse_epochs"], dense_epochs=0)
-        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else state)
+        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else state, scope="layerwise")
 
 
 # --------------------------------------------------------------------------- dissipating gradients (methods.md 3b)
@@ -187,7 +193,9 @@ class DissipatingCore(NoSettings):
     scope: Literal["global", "layerwise"] = Field(
         default="global", description="cap the pruning against the global target or every layer's own target"
     )
-    phase_schedule: PhaseSchedule = Field("constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed")
+    phase_schedule: PhaseSchedule = Field(
+        default="constant", description="short-phase lr: constant at the base lr, or the recipe schedule compressed"
+    )
 
 
 class DissipatingSettings(DissipatingCore):
@@ -267,12 +275,12 @@ def dissipate(
 
 
 @PRUNERS.register("dissipating")
-class Dissipating(Pruner):
+class Dissipating(Pruner[DissipatingSettings]):
     """methods.md 3b, from the dense network. Cost: ``dissipating_epochs`` dense epochs (early-training pruning)."""
 
-    Settings: ClassVar[type[BaseModel]] = DissipatingSettings
-    needs_data: ClassVar[bool] = True
-    kind: ClassVar[str] = "early"
+    Settings = DissipatingSettings
+    needs_data = True
+    kind = "early"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
@@ -281,7 +289,7 @@ class Dissipating(Pruner):
         dense = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in ctx.prunable_names()}
         masks, info = dissipate(ctx, model, dense, density, s, desc="dissipating")
         info.update(flat_settings(s), extra_epochs=info["dissipating_epochs"], dense_epochs=info["dissipating_epochs"])
-        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model))
+        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model), scope=s.scope)
 
 
 # --------------------------------------------------------------------------- combination (methods.md 3c)
@@ -298,12 +306,12 @@ class KStartsDissipatingSettings(NoSettings):
 
 
 @PRUNERS.register("kstarts_dissipating")
-class KStartsDissipating(Pruner):
+class KStartsDissipating(Pruner[KStartsDissipatingSettings]):
     """methods.md 3c. Drift is measured against the target's init (the K-starts winner has already moved)."""
 
-    Settings: ClassVar[type[BaseModel]] = KStartsDissipatingSettings
-    needs_data: ClassVar[bool] = True
-    kind: ClassVar[str] = "early"
+    Settings = KStartsDissipatingSettings
+    needs_data = True
+    kind = "early"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
@@ -321,4 +329,5 @@ class KStartsDissipating(Pruner):
         info.update(dinfo)
         info.update(flat_settings(s), dense_epochs=info["dissipating_epochs"] if density_p1 >= 1.0 else 0,
                     extra_epochs=info["kstarts_sparse_epochs"] + info["dissipating_epochs"])
-        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model))
+        return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model),
+                           scope=s.dissipating.scope)

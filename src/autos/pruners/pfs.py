@@ -4,10 +4,11 @@ Step 1 (methods.md 2, "learn the gates"): channel gates alpha (init 1) scale the
 every conv's BN in VGG, only ``bn1`` inside each ResNet BasicBlock (residual channels are never pruned). The
 weights and BN affine parameters stay at their random init (not optimised, ``requires_grad`` off); BN runs in
 train mode. The loss is CE + lambda * (mean |alpha| - r)^2; the gates are updated by Adam (lr 0.01) and clamped
-to [0, 1] after every step. The shared loop builds SGD, so ``GateOptimizer`` (a Callback) adds the penalty
-gradient, steps its own Adam and clears the gate gradients; the loop's SGD then has nothing to update. The
-snapshot kept is the one with the best held-out accuracy among epochs whose non-zero-gate fraction is <= r
-(held-out = ``holdout_fraction`` of the training images, never the test set), else the final one.
+to [0, 1] after every step. The shared loop steps that Adam (``train(optimizer_factory=...)``, the recipe's lr set
+to the gate lr with a constant schedule); ``GatePenalty`` (a Callback) adds the penalty gradient before the step,
+clamps the gates after it and snapshots them every epoch. The snapshot kept is the one with the best held-out
+accuracy among epochs whose non-zero-gate fraction is <= r (held-out = ``holdout_fraction`` of the training
+images, never the test set), else the final one.
 
 Step 2 ("derive the architecture"): keep the globally top-K gates. The paper searches K for a MACs target; our
 transfer grid is parameter sparsity, so by default (``target='params'``) K is searched (binary search over the
@@ -21,23 +22,26 @@ set: then the classifier sees a constant from that channel).
 Not applied, logged in ``info``: the width expansion of the gate-learning network (the mask must fit the
 target) and Scratch-B's longer budget (every method trains with the study's shared recipe, for fairness). The
 pruned network trains from the target's own init (``state_dict`` None), i.e. "from scratch".
+
+The mask is structured (whole channels), so it is not a ``select_mask`` ranking of weights; the channels are the
+globally top-K gates, hence the result's scope ``global``.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
+from autos.config import TrainRecipe
 from autos.masking import Masks, kept_count
 from autos.models.vgg import CifarVGG
-from autos.pruners import PRUNERS
-from autos.pruners.base import NoSettings, Pruner, PruneContext, PruneResult
-from autos.pruners.base import flat_settings
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult, flat_settings
 from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)
@@ -102,19 +106,23 @@ class _Split:
     std: tuple[float, ...]
 
 
-class GateOptimizer(Callback):
-    """Adam on the gates with the sparsity penalty, clamping to [0, 1]; snapshots the gates every epoch."""
+def gate_adam(gates: list[nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
+    """The gates' optimizer (``train``'s ``optimizer_factory``): Adam at the recipe's lr (the gate lr)."""
+    return torch.optim.Adam(gates, lr=recipe.lr)
+
+
+class GatePenalty(Callback):
+    """The sparsity penalty's gradient before every Adam step, the clamp to [0, 1] after it; gate snapshots."""
 
     def __init__(self, gates: list[nn.Parameter], settings: PfSSettings) -> None:
         self.gates, self.s = gates, settings
-        self.adam = torch.optim.Adam(gates, lr=settings.gate_lr)
         self.snapshots: list[tuple[list[Tensor], float, float]] = []  # (gates, non-zero fraction, held-out acc)
 
     def on_after_backward(self, state: TrainState) -> None:
-        alpha = torch.cat(self.gates)
+        alpha = torch.cat(tuple(self.gates))
         (self.s.penalty * (alpha.abs().mean() - self.s.gate_target) ** 2).backward()
-        self.adam.step()
-        self.adam.zero_grad(set_to_none=True)  # the loop's SGD skips parameters without gradients
+
+    def on_step_end(self, state: TrainState) -> None:
         with torch.no_grad():
             for gate in self.gates:
                 gate.clamp_(0.0, 1.0)
@@ -131,7 +139,7 @@ def learn_gates(ctx: PruneContext, groups: list[GateGroup], s: PfSSettings) -> t
         p.requires_grad_(False)  # frozen weights and BN affine (methods.md 2 pitfall: else network slimming)
     modules = dict(model.named_modules())
     gates = [nn.Parameter(torch.ones(g.channels, device=ctx.device)) for g in groups]
-    for group, gate in zip(groups, gates):
+    for group, gate in zip(groups, gates, strict=True):
         modules[group.bn].register_forward_hook(lambda m, i, out, gate=gate: out * gate.view(1, -1, 1, 1))
     data = ctx.data
     n = data.train_x.shape[0]
@@ -141,12 +149,13 @@ def learn_gates(ctx: PruneContext, groups: list[GateGroup], s: PfSSettings) -> t
         hold, rest = order[:n_hold], order[n_hold:]
         data = _Split(data.train_x[rest], data.train_y[rest], data.train_x[hold], data.train_y[hold],
                       tuple(data.mean), tuple(data.std))
-    recipe = ctx.recipe.model_copy(
-        update={"epochs": s.gate_epochs, "batch_size": s.batch_size, "schedule": "constant", "warmup_epochs": 0}
-    )
-    callback = GateOptimizer(gates, s)
+    recipe = ctx.recipe.model_copy(update={  # the loop sets Adam's lr to recipe.lr (constant: the gate lr)
+        "epochs": s.gate_epochs, "batch_size": s.batch_size, "lr": s.gate_lr, "schedule": "constant",
+        "warmup_epochs": 0,
+    })
+    callback = GatePenalty(gates, s)
     train(model, data, recipe, seed=ctx.seed, device=ctx.device, callbacks=[callback], parameters=list(gates),
-          desc="pfs gates", evaluate_every_epoch=n_hold > 0)
+          optimizer_factory=gate_adam, desc="pfs gates", evaluate_every_epoch=n_hold > 0)
     qualifying = [i for i, (_, nz, _) in enumerate(callback.snapshots) if nz <= s.gate_target]
     if n_hold > 0 and qualifying:
         chosen = max(qualifying, key=lambda i: (callback.snapshots[i][2], -i))
@@ -217,17 +226,17 @@ def top_channels(gates: list[Tensor], k: int, min_channels: int) -> list[Tensor]
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
     keeps = list(keep.split([g.numel() for g in gates]))
-    for gate, layer_keep in zip(gates, keeps):
+    for gate, layer_keep in zip(gates, keeps, strict=True):
         layer_keep[torch.sort(gate, descending=True, stable=True).indices[:min_channels]] = True
     return keeps
 
 
 @PRUNERS.register("pruning_from_scratch")
-class PruningFromScratch(Pruner):
+class PruningFromScratch(Pruner[PfSSettings]):
     """methods.md 2. Cost: ``gate_epochs`` epochs of gate learning (forward + activation backward only)."""
 
-    Settings: ClassVar[type[BaseModel]] = PfSSettings
-    needs_data: ClassVar[bool] = True
+    Settings = PfSSettings
+    needs_data = True
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
@@ -264,4 +273,4 @@ class PruningFromScratch(Pruner):
         )
         log.info("pruning_from_scratch: density %.4f (requested %.4f), MACs reduction %.3f, %d/%d channels",
                  info["achieved_density"], density, info["macs_reduction"], info["kept_channels"], total_channels)
-        return PruneResult(masks=counter.masks(keeps), info=info)
+        return PruneResult(masks=counter.masks(keeps), info=info, scope="global")

@@ -9,30 +9,31 @@ With M = 0 it is |theta * dL/dtheta|: SNIP (tested).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from autos.masking import Scores
-from autos.pruners import PRUNERS
-from autos.pruners.base import PruneContext, ScopeSettings, ScorePruner
+from autos.pruners._registry import PRUNERS
+from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
 
 
-class ProsPrSettings(ScopeSettings):
+class ProsPrSettings(ScoreSettings):
     # CLI defaults of the reference (methods.md section 1 "Hyperparameters"): 3 steps, lr 0.1, momentum 0,
     # meta-batch 128, full meta-gradients, the same batch in every inner step.
-    num_steps: int = Field(3, ge=0, description="M unrolled SGD steps (0 = SNIP)")
-    inner_lr: float = Field(0.1, gt=0, description="lr of the unrolled steps")
-    inner_momentum: float = Field(0.0, ge=0, lt=1, description="momentum of the unrolled steps")
-    batch_size: int = Field(128, ge=1, description="meta-batch size")
+    num_steps: int = Field(default=3, ge=0, description="M unrolled SGD steps (0 = SNIP)")
+    inner_lr: float = Field(default=0.1, gt=0, description="lr of the unrolled steps")
+    inner_momentum: float = Field(default=0.0, ge=0, lt=1, description="momentum of the unrolled steps")
+    batch_size: int = Field(default=128, ge=1, description="meta-batch size")
     # The paper uses the first-order variant only on ImageNet, for memory.
-    first_order: bool = Field(False, description="drop the Jacobian of the inner steps (a different, cheaper method)")
+    first_order: bool = Field(
+        default=False, description="drop the Jacobian of the inner steps (a different, cheaper method)"
+    )
     # Note the reference CLI flag bug: ``--new-data-in-inner`` is truthy for any string; its intended default is False.
-    new_data_in_inner: bool = Field(False, description="draw a new batch after every inner step")
+    new_data_in_inner: bool = Field(default=False, description="draw a new batch after every inner step")
 
 
 def prospr_scores(
@@ -72,22 +73,22 @@ def prospr_scores(
             if momentum_buf is None:
                 momentum_buf = list(grads)
             else:
-                momentum_buf = [inner_momentum * b + g for b, g in zip(momentum_buf, grads)]
+                momentum_buf = [inner_momentum * b + g for b, g in zip(momentum_buf, grads, strict=True)]
             steps = momentum_buf
         else:
             steps = list(grads)
-        fast = {n: fast[n] - inner_lr * d for n, d in zip(keys, steps)}
+        fast = {n: fast[n] - inner_lr * d for n, d in zip(keys, steps, strict=True)}
 
     x, y = batch(num_steps)  # step 5: meta-loss after M steps
     meta_loss = F.cross_entropy(functional_call(model, fast, (x,)), y)
     meta_grads = torch.autograd.grad(meta_loss, [masks[n] for n in names])
-    return {n: g.detach().abs().cpu() for n, g in zip(names, meta_grads)}  # step 6
+    return {n: g.detach().abs().cpu() for n, g in zip(names, meta_grads, strict=True)}  # step 6
 
 
 @PRUNERS.register("prospr")
-class ProsPr(ScorePruner):
-    Settings: ClassVar[type[BaseModel]] = ProsPrSettings
-    needs_data: ClassVar[bool] = True
+class ProsPr(ScorePruner[ProsPrSettings]):
+    Settings = ProsPrSettings
+    needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:
         s = self.settings

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from pydantic import BaseModel
-
 from autos.masking import Scores
-from autos.pruners import PRUNERS
+from autos.pruners._registry import PRUNERS
 from autos.pruners.base import DataSettings, PruneContext, ScorePruner
 from autos.saliency import snip_scores
 
+__all__ = ["SNIP", "snip_scores"]
+
 
 @PRUNERS.register("snip")
-class SNIP(ScorePruner):
+class SNIP(ScorePruner[DataSettings]):
     """|w * dL/dw| at init (Lee et al. 2019; methods.md section 5), global ranking."""
 
-    Settings: ClassVar[type[BaseModel]] = DataSettings
-    needs_data: ClassVar[bool] = True
+    Settings = DataSettings
+    needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:
         s = self.settings

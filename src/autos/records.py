@@ -1,0 +1,64 @@
+"""The one typed record of a transfer run, shared by ``autos.transfer``, its stage and the report.
+
+``RunKey`` names a run: (target, method, sparsity, seed, modifier). ``run_label`` is the one label function,
+``method`` or ``method+modifier``; every other name derives from it: ``RunKey.name`` (the MLflow run and the
+progress bar), ``RunKey.metric_key`` (the keys of ``metrics/transfer_<target>.json``) and ``label_of(row)``, the
+label of a results row, whose output equals ``autos.report``'s ``run_label(row)`` for every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def run_label(method: str, modifier: str | None = None) -> str:
+    """``method``, or ``method+modifier`` for a sanity-check variant (no modifier: None or '')."""
+    return f"{method}+{modifier}" if modifier else str(method)
+
+
+def label_of(row: Mapping[str, Any]) -> str:
+    """The label of a results row (``method`` and an optional ``modifier``, '' or missing when none)."""
+    return run_label(row["method"], row.get("modifier") or None)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What identifies one transfer run; the dense run is method ``dense`` at sparsity 0."""
+
+    target: str
+    method: str
+    sparsity: float  # 0.0 = dense
+    seed: int
+    modifier: str | None = None  # a sanity check (``autos.modifiers``), None for the method's own mask
+
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any], target: str | None = None) -> RunKey:
+        """The key of a results row; ``target`` when the row does not carry one (rows inside a target's file)."""
+        return cls(target=str(row.get("target", target)), method=str(row["method"]), sparsity=float(row["sparsity"]),
+                   seed=int(row["seed"]), modifier=row.get("modifier") or None)
+
+    @property
+    def label(self) -> str:
+        return run_label(self.method, self.modifier)
+
+    @property
+    def name(self) -> str:
+        """``label s=<sparsity> seed=<seed>``: the run's MLflow name."""
+        return f"{self.label} s={self.sparsity:g} seed={self.seed}"
+
+    @property
+    def metric_key(self) -> str:
+        """``dense`` or ``label@<sparsity>``: the run's key in the stage's metrics file (seeds nested under it)."""
+        return "dense" if self.method == "dense" else f"{self.label}@{self.sparsity:g}"
+
+    def row_fields(self) -> dict[str, Any]:
+        """The key as the leading fields of a results row (modifier '' when none), in the rows' key order."""
+        return {"target": self.target, "method": self.method, "modifier": self.modifier or "",
+                "sparsity": self.sparsity, "seed": self.seed}
+
+    def tags(self) -> dict[str, Any]:
+        """The key as MLflow tags."""
+        return {"target": self.target, "method": self.method, "sparsity": self.sparsity, "seed": self.seed,
+                "modifier": self.modifier or ""}
