@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from autos.config import StudyConfig, load_config
+from autos.config import StudyConfig
+from autos.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -21,7 +22,7 @@ def machine() -> dict:
 
 
 def profile(path: str = "params.yaml") -> StudyConfig:
-    return load_config(REPO / path)
+    return load_study(REPO / path)
 
 
 def save(name: str, payload: dict) -> Path:
@@ -33,7 +34,7 @@ def save(name: str, payload: dict) -> Path:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 

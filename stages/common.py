@@ -9,23 +9,29 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from autos.config import StudyConfig, load_config
+import torch
+
+from autos.config import StudyConfig
+from autos.data.prepared import PreparedData, load_prepared
+from autos.device import resolve_device
 from autos.errors import AutosError, ConfigError
-from autos.tracking import end_active_runs
+from autos.files import atomic_dir, read_json  # noqa: F401  (re-exported for the stages)
+from autos.files import atomic_write_json as write_json
+from autos.paths import StudyPaths, study_paths
+from autos.study import load_study
+from autos.tracking import Tracker, end_active_runs
 
 log = logging.getLogger("autos.stage")
 
@@ -79,8 +85,36 @@ def _interrupt(name: str) -> Callable[[int, FrameType | None], None]:
     return handler
 
 
-def run_stage(name: str, main: Callable[[StudyConfig, argparse.Namespace], None],
-              arg_parser: argparse.ArgumentParser) -> None:
+@dataclass
+class StageContext:
+    """What every stage starts from, built once by ``run_stage``: the validated config, the command-line
+    arguments, the repo root and the study's paths (``paths.yaml``); device, tracker, datasets and models on
+    demand."""
+
+    name: str
+    cfg: StudyConfig
+    args: argparse.Namespace
+    root: Path
+    paths: StudyPaths
+
+    @cached_property
+    def device(self) -> torch.device:
+        return resolve_device(self.cfg.device)
+
+    @cached_property
+    def tracker(self) -> Tracker:
+        return Tracker(self.cfg.tracking.experiment, enabled=self.cfg.tracking.enabled, root=self.root)
+
+    def dataset(self, name: str) -> PreparedData:
+        """The prepared dataset ``name`` (verified against its metadata on load)."""
+        return load_prepared(self.paths.prepared / name)
+
+    def write_metrics(self, name: str, metrics: Any) -> None:
+        """``<metrics>/<name>.json`` for ``dvc metrics`` (no wall-clock figures: they would differ every run)."""
+        write_json(self.paths.metrics / f"{name}.json", metrics)
+
+
+def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argparse.ArgumentParser) -> None:
     logging.basicConfig(level=os.environ.get("AUTOS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "git"):
@@ -94,8 +128,9 @@ def run_stage(name: str, main: Callable[[StudyConfig, argparse.Namespace], None]
     previous = _set_handlers(_interrupt(name)) if threading.current_thread() is threading.main_thread() else None
     try:
         try:
-            cfg = load_config(args.params)
-            main(cfg, args)
+            cfg = load_study(args.params)
+            root = repo_root()
+            main(StageContext(name=name, cfg=cfg, args=args, root=root, paths=study_paths(root)))
         except ConfigError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)
@@ -113,32 +148,6 @@ def run_stage(name: str, main: Callable[[StudyConfig, argparse.Namespace], None]
         if previous is not None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-
-@contextmanager
-def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temp dir that replaces ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 RESOLVED_CONFIG = "resolved_config.json"

@@ -11,25 +11,21 @@ from autos.features import feature_table, weight_features, write_table
 from autos.files import TIMING_KEYS, load_torch, without_keys
 from autos.irp import check_tensors, load_survival
 from autos.masking import prunable_parameters
-from autos.study import FEATURES_PATH, IRP_DIR, METRICS_DIR, load_dataset, model_for
-from autos.tracking import Tracker
-from autos.training import resolve_device
-from stages.common import parser, repo_root, run_stage, write_json
+from autos.models import model_for
+from stages.common import StageContext, parser, run_stage
 
 
-def main(cfg, args) -> None:  # noqa: ANN001
-    root = repo_root()
-    device = resolve_device(cfg.device)
-    data = load_dataset(root, cfg.source.dataset)
-    model = model_for(cfg.source, data, cfg.seed)
+def main(ctx: StageContext) -> None:
+    cfg, tracker, device = ctx.cfg, ctx.tracker, ctx.device
+    data = ctx.dataset(cfg.source.dataset)
+    model = model_for(cfg.source, num_classes=data.num_classes, input_size=data.image_size, seed=cfg.seed)
     # a missing, corrupt or mismatched IRP output is a DataError naming the file (one line, exit 1)
-    init_path = root / IRP_DIR / "init.pt"
+    init_path = ctx.paths.irp / "init.pt"
     init_state = load_torch(init_path, what="IRP initial weights")
     model.load_state_dict(check_tensors(init_state, {k: v.shape for k, v in model.state_dict().items()}, init_path,
                                         what="initial weights"))
     shapes = {n: p.shape for n, p in prunable_parameters(model, cfg.pruning.include_classifier).items()}
-    survived = load_survival(root / IRP_DIR / "survival.pt", shapes, cfg.irp.num_rounds)
-    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
+    survived = load_survival(ctx.paths.irp / "survival.pt", shapes, cfg.irp.num_rounds)
     with tracker.run("features", params={"features": cfg.features.model_dump(), "source": cfg.source.model_dump()},
                      tags={"stage": "features"}):
         start = time.perf_counter()
@@ -38,7 +34,7 @@ def main(cfg, args) -> None:  # noqa: ANN001
         feature_seconds = time.perf_counter() - start
         table = feature_table(infos, features, cfg.features.extra, survived=survived, num_rounds=cfg.irp.num_rounds)
         start = time.perf_counter()
-        write_table(table, root / FEATURES_PATH, {
+        write_table(table, ctx.paths.features, {
             "source": cfg.source.model_dump(), "dataset": cfg.source.dataset, "irp": cfg.irp.model_dump(),
             "features": cfg.features.model_dump(), "seed": cfg.seed, "num_rounds": cfg.irp.num_rounds,
             "layers": [i.name for i in infos],
@@ -46,7 +42,7 @@ def main(cfg, args) -> None:  # noqa: ANN001
         write_seconds = time.perf_counter() - start
         metrics = {"rows": table.num_rows, "layers": len(infos), "feature_seconds": feature_seconds,
                    "write_seconds": write_seconds, "rows_per_second_write": table.num_rows / max(write_seconds, 1e-9)}
-        write_json(root / METRICS_DIR / "features.json", without_keys(metrics, TIMING_KEYS))  # reproducible bytes
+        ctx.write_metrics("features", without_keys(metrics, TIMING_KEYS))  # reproducible bytes
         tracker.log_metrics(metrics)  # timings too: MLflow is where wall-clock figures live
 
 

@@ -8,26 +8,23 @@ from __future__ import annotations
 
 from autos.files import TIMING_KEYS, save_torch, without_keys
 from autos.irp import clear_resume_state, run_irp
-from autos.study import CACHE_DIR, IRP_DIR, METRICS_DIR, load_dataset, model_for
-from autos.tracking import Tracker
-from autos.training import resolve_device
-from stages.common import atomic_dir, parser, repo_root, run_stage, write_json, write_resolved_config
+from autos.models import model_for
+from stages.common import StageContext, atomic_dir, parser, run_stage, write_json, write_resolved_config
 
 
-def main(cfg, args) -> None:  # noqa: ANN001
-    root = repo_root()
-    device = resolve_device(cfg.device)
-    data = load_dataset(root, cfg.source.dataset)
-    model = model_for(cfg.source, data, cfg.seed)
-    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
-    resume_dir = root / CACHE_DIR / "irp_resume"
+def main(ctx: StageContext) -> None:
+    cfg, tracker, device = ctx.cfg, ctx.tracker, ctx.device
+    data = ctx.dataset(cfg.source.dataset)
+    model = model_for(cfg.source, num_classes=data.num_classes, input_size=data.image_size, seed=cfg.seed)
+    resume_dir = ctx.paths.cache / "irp_resume"
     params = {"source": cfg.source.model_dump(), "irp": cfg.irp.model_dump(), "training": cfg.training.model_dump(),
               "seed": cfg.seed, "include_classifier": cfg.pruning.include_classifier,
               "dataset.train_images": len(data.train_y)}
 
     with tracker.run("irp", params=params, tags={"stage": "irp"}):
         def on_round(record, result) -> None:  # noqa: ANN001
-            with tracker.run(f"irp round {record['round']}", nested=True, tags={"stage": "irp", "round": record["round"]}):
+            tags = {"stage": "irp", "round": record["round"]}
+            with tracker.run(f"irp round {record['round']}", nested=True, tags=tags):
                 tracker.log_params({"round": record["round"], "requested_density": record["requested_density"]})
                 tracker.log_history(result.history)
                 tracker.log_metrics({k: v for k, v in record.items() if k != "round"})
@@ -37,7 +34,7 @@ def main(cfg, args) -> None:  # noqa: ANN001
         result = run_irp(model, data, cfg.irp, cfg.training, device=device, seed=cfg.seed,
                          include_classifier=cfg.pruning.include_classifier, resume_dir=resume_dir,
                          on_round=on_round)
-        with atomic_dir(root / IRP_DIR) as out:
+        with atomic_dir(ctx.paths.irp) as out:
             save_torch(result.init_state, out / "init.pt")  # byte-reproducible (autos.files)
             save_torch(result.survived, out / "survival.pt")
             save_torch({f"round_{i + 1}": m for i, m in enumerate(result.masks)}, out / "masks.pt")
@@ -49,9 +46,9 @@ def main(cfg, args) -> None:  # noqa: ANN001
         metrics = {"final_density": final["density"], "final_test_acc": final["final_test_acc"],
                    "best_test_acc": final["best_test_acc"],
                    "dense_test_acc": result.curve[0]["final_test_acc"] if result.curve[0]["round"] == 0 else None}
-        write_json(root / METRICS_DIR / "irp.json", metrics)
+        ctx.write_metrics("irp", metrics)
         tracker.log_metrics({f"summary.{k}": v for k, v in metrics.items() if v is not None})
-        tracker.log_artifact(root / IRP_DIR / "curve.json")
+        tracker.log_artifact(ctx.paths.irp / "curve.json")
     clear_resume_state(resume_dir)
 
 

@@ -9,27 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from autos.data import prepare_dataset
-from stages.common import parser, repo_root, run_stage
+from autos.errors import ConfigError
+from stages.common import StageContext, parser, run_stage
 
 
-def search_dirs(configured: list[str]) -> list[Path]:
+def search_dirs(root: Path, configured: list[str]) -> list[Path]:
     """Configured dirs, relative to the repo root ($AUTOS_DATA_DIR is searched before them by the library)."""
-    root = repo_root()
     return [(root / p).resolve() for p in configured]
 
 
-def main(cfg, args) -> None:  # noqa: ANN001
+def main(ctx: StageContext) -> None:
+    cfg, args, root = ctx.cfg, ctx.args, ctx.root
     if args.dataset not in cfg.data.datasets:
-        from autos.errors import ConfigError
-
         raise ConfigError([f"--dataset {args.dataset!r} is not declared under data.datasets "
                            f"(declared: {', '.join(cfg.data.datasets)})"], args.params)
     settings = cfg.data.datasets[args.dataset]
-    root = repo_root()
     prepare_dataset(
         args.dataset,
-        search_dirs=search_dirs(cfg.data.search_dirs),
-        out_dir=root / "data" / "prepared" / args.dataset,
+        search_dirs=search_dirs(root, cfg.data.search_dirs),
+        out_dir=ctx.paths.prepared / args.dataset,
         download=cfg.data.download,
         download_dir=root / cfg.data.download_dir,
         max_train_per_class=settings.max_train_per_class,

@@ -13,9 +13,7 @@ from typing import Any
 
 from autos.errors import DataError
 from autos.report import build_report, load_results
-from autos.study import IRP_DIR, METRICS_DIR, REPORTS_DIR, TRANSFER_DIR
-from autos.tracking import Tracker
-from stages.common import atomic_dir, parser, read_json, repo_root, run_stage
+from stages.common import StageContext, atomic_dir, parser, read_json, run_stage
 
 log = logging.getLogger("autos.stage.report")
 
@@ -31,33 +29,31 @@ def read_optional(path: Path) -> Any | None:
         raise DataError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def find_results(root: Path) -> list[Path]:
-    return sorted((root / TRANSFER_DIR).glob("*/results.json"))
+def find_results(transfer_dir: Path) -> list[Path]:
+    return sorted(transfer_dir.glob("*/results.json"))
 
 
-def main(cfg, args) -> None:  # noqa: ANN001
-    root = repo_root()
-    paths = find_results(root)
+def main(ctx: StageContext) -> None:
+    cfg, tracker, paths = ctx.cfg, ctx.tracker, ctx.paths
     try:
-        results = load_results(paths)
+        results = load_results(find_results(paths.transfer))
     except ValueError as exc:
-        raise DataError(f"unreadable transfer results under {root / TRANSFER_DIR}: {exc}") from exc
+        raise DataError(f"unreadable transfer results under {paths.transfer}: {exc}") from exc
     if not results:
-        log.warning("report: no %s/*/results.json found; the report has no target tables", TRANSFER_DIR)
+        log.warning("report: no %s/*/results.json found; the report has no target tables", paths.transfer)
     undeclared = sorted(set(results) - set(cfg.transfer.targets))
     if undeclared:
         log.warning("report: results for targets not in params (stale?): %s", ", ".join(undeclared))
-    curve = read_optional(root / IRP_DIR / "curve.json")
-    scorer = read_optional(root / METRICS_DIR / "scorer.json")
+    curve = read_optional(paths.irp / "curve.json")
+    scorer = read_optional(paths.metrics / "scorer.json")
 
-    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
     params = {"targets": ",".join(results), "runs": sum(len(p.get("rows", [])) for p in results.values()),
               "has_irp_curve": curve is not None, "has_scorer_metrics": scorer is not None}
     with tracker.run("report", params=params, tags={"stage": "report"}):
-        with atomic_dir(root / REPORTS_DIR) as out:
+        with atomic_dir(paths.reports) as out:
             files = build_report(results, curve, scorer, out)
-        log.info("report: wrote %d files to %s", len(files), root / REPORTS_DIR)
-        tracker.log_artifact(root / REPORTS_DIR, "report")
+        log.info("report: wrote %d files to %s", len(files), paths.reports)
+        tracker.log_artifact(paths.reports, "report")
 
 
 if __name__ == "__main__":

@@ -14,19 +14,15 @@ import numpy as np
 from autos.features import read_table, table_metadata
 from autos.files import TIMING_KEYS, atomic_write_bytes, npz_bytes, without_keys
 from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, save_scorer, trivial_baselines
-from autos.study import FEATURES_PATH, METRICS_DIR, SCORER_DIR
-from autos.tracking import Tracker
-from autos.training import resolve_device
-from stages.common import atomic_dir, parser, repo_root, run_stage, write_json, write_resolved_config
+from autos.study import scorer_settings
+from stages.common import StageContext, atomic_dir, parser, run_stage, write_json, write_resolved_config
 
 
-def main(cfg, args) -> None:  # noqa: ANN001
-    root = repo_root()
-    device = resolve_device(cfg.device)
-    meta = table_metadata(root / FEATURES_PATH)
-    table = read_table(root / FEATURES_PATH)
+def main(ctx: StageContext) -> None:
+    cfg, tracker, device = ctx.cfg, ctx.tracker, ctx.device
+    meta = table_metadata(ctx.paths.features)
+    table = read_table(ctx.paths.features)
     num_rounds = int(meta["num_rounds"])
-    tracker = Tracker(cfg.tracking.experiment, enabled=cfg.tracking.enabled, root=root)
     params = {"scorer": cfg.scorer.model_dump(), "table.rows": table.num_rows, "table.source": meta["source"],
               "table.irp": meta["irp"]}
     with tracker.run("train_scorer", params=params, tags={"stage": "train_scorer"}):
@@ -48,17 +44,17 @@ def main(cfg, args) -> None:  # noqa: ANN001
                    "eval_rows": int(len(holdout)),
                    "train_rows": int(len(fit.train_idx))}  # no wall-clock figures in DVC outputs (files.TIMING_KEYS)
 
-        with atomic_dir(root / SCORER_DIR) as out:
+        with atomic_dir(ctx.paths.scorer) as out:
             save_scorer(out, fit.model, cfg.scorer.name, fit.settings,
                         {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
             atomic_write_bytes(out / "split.npz", npz_bytes(train_idx=fit.train_idx, holdout_idx=holdout))
             write_json(out / "history.json", [without_keys(asdict(e), TIMING_KEYS) for e in fit.history])
             write_resolved_config(out, cfg, ["scorer"],
-                                  {"scorer_settings": cfg.scorer.scorer_settings().model_dump(mode="json")})
-        write_json(root / METRICS_DIR / "scorer.json", metrics)
+                                  {"scorer_settings": scorer_settings(cfg.scorer).model_dump(mode="json")})
+        ctx.write_metrics("scorer", metrics)
         tracker.log_metrics({"holdout": scorer_metrics,
                              **{f"baseline.{k}": v for k, v in baselines.items()}, "fit_seconds": fit.seconds})
-        tracker.log_scorer_model(root / SCORER_DIR, registered_name=f"{cfg.tracking.experiment}-scorer")
+        tracker.log_scorer_model(ctx.paths.scorer, registered_name=f"{cfg.tracking.experiment}-scorer")
 
 
 if __name__ == "__main__":

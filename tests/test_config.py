@@ -9,8 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from autos.config import load_config, parse_config, read_params
+from autos.config import read_params
 from autos.errors import ConfigError
+from autos.study import load_study, method_settings, parse_study
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -18,10 +19,10 @@ SHIPPED = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_loads(path: Path) -> None:
-    cfg = load_config(path)
+    cfg = load_study(path)
     assert cfg.transfer.methods
     for method in cfg.transfer.methods:
-        cfg.transfer.settings_for(method)  # per-method settings validate
+        method_settings(cfg, method)  # per-method settings validate
     assert all(0 < s < 1 for s in cfg.transfer.sparsities)
 
 
@@ -31,7 +32,7 @@ def _default() -> dict:
 
 def _problems(raw: dict) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(raw)
+        parse_study(raw)
     return info.value.problems
 
 
@@ -80,20 +81,20 @@ def test_undeclared_dataset_is_named() -> None:
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
-        load_config(tmp_path / "nope.yaml")
+        load_study(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("seed: 0\nirp: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML") as info:
-        load_config(bad)
+        load_study(bad)
     assert f"{bad}:3:" in str(info.value) and "line 2" in str(info.value)  # the file, and where '[' opened
     twice = tmp_path / "twice.yaml"
     twice.write_text("seed: 0\nseed: 1\n")  # PyYAML silently kept the last one
     with pytest.raises(ConfigError, match=re.escape(f"{twice}:2:") + ".*duplicate key"):
-        load_config(twice)
+        load_study(twice)
 
 
 def test_config_is_read_only() -> None:
-    cfg = load_config(REPO / "params.yaml")
+    cfg = load_study(REPO / "params.yaml")
     with pytest.raises(ValidationError, match="frozen"):
         cfg.irp.num_rounds = 3  # type: ignore[misc]
 
@@ -128,3 +129,29 @@ def test_profile_has_every_param_dvc_declares(path: Path) -> None:
                     break
                 node = node[part]
     assert not missing, f"{path.name} lacks {missing}"
+
+
+def test_config_imports_no_registry_and_no_torch() -> None:
+    # config holds plain sections; the composition root (autos.study) brings the registries (no import cycle)
+    import subprocess
+    import sys
+
+    code = ("import sys, autos.config as c; c.load_config('params.yaml'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy', 'sklearn', 'autos')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['autos', 'autos.config', 'autos.config_errors', 'autos.errors']"
+
+
+def test_study_paths_come_from_the_one_table(tmp_path: Path) -> None:
+    from autos.paths import study_paths
+
+    paths = study_paths(REPO)
+    assert paths.irp == REPO / "data" / "irp" and paths.features.name == "source.parquet"
+    dvc_yaml = (REPO / "dvc.yaml").read_text()
+    assert "vars:\n  - paths.yaml" in dvc_yaml and "data/irp" not in dvc_yaml  # dvc.yaml reads the same table
+    with pytest.raises(ConfigError, match="file not found"):
+        study_paths(tmp_path)
+    (tmp_path / "paths.yaml").write_text("paths:\n  irp: data/irp\n")
+    with pytest.raises(ConfigError, match="expected exactly the keys"):
+        study_paths(tmp_path)

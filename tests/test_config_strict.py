@@ -19,8 +19,9 @@ import torch
 import yaml
 from ruamel.yaml import YAML
 
-from autos.config import MAX_BATCH_SIZE, MAX_SCORER_BATCH_SIZE, load_config, parse_config, read_params
+from autos.config import MAX_BATCH_SIZE, MAX_SCORER_BATCH_SIZE, read_params
 from autos.errors import ConfigError
+from autos.study import load_study, method_settings, parse_study, scorer_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -35,16 +36,16 @@ def _with(section: str | None, key: str, value: Any) -> dict:
 
 def _problems(raw: dict) -> str:
     with pytest.raises(ConfigError) as info:
-        parse_config(raw)
+        parse_study(raw)
     return "\n".join(info.value.problems)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_still_loads_strictly(path: Path) -> None:
-    cfg = load_config(path)
-    cfg.scorer.scorer_settings()
+    cfg = load_study(path)
+    scorer_settings(cfg.scorer)
     for method in cfg.transfer.methods:
-        cfg.transfer.settings_for(method)
+        method_settings(cfg, method)
     assert isinstance(cfg.training.lr, float) and cfg.training.channels_last in ("auto", "on", "off")
 
 
@@ -114,7 +115,7 @@ def test_ints_are_still_floats_and_literals_lists_dicts_validate() -> None:
     raw = _with("training", "lr", 1)  # an int where a float belongs is fine (YAML `lr: 1`)
     raw["training"].update(weight_decay=0, milestones=[0.5], schedule="multistep")
     raw["data"]["datasets"]["cifar10"] = {"max_train_per_class": 10}
-    cfg = parse_config(raw)
+    cfg = parse_study(raw)
     assert cfg.training.lr == 1.0 and isinstance(cfg.training.lr, float)
     assert cfg.training.schedule == "multistep" and cfg.training.milestones == [0.5]
     assert cfg.data.datasets["cifar10"].max_train_per_class == 10
@@ -127,13 +128,13 @@ def test_cuda_refused_where_there_is_none(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     text = _problems(_with(None, "device", "cuda"))
     assert "device:" in text and "'auto'" in text and "'cpu'" in text
-    parse_config(_with(None, "device", "cpu"))
-    parse_config(_with(None, "device", "auto"))
+    parse_study(_with(None, "device", "cpu"))
+    parse_study(_with(None, "device", "auto"))
 
 
 def test_cuda_accepted_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert parse_config(_with(None, "device", "cuda")).device == "cuda"
+    assert parse_study(_with(None, "device", "cuda")).device == "cuda"
 
 
 # --------------------------------------------------------------------------- sections that must agree
@@ -161,7 +162,7 @@ def test_scorer_inputs_must_be_in_the_feature_table(extra: list[str], settings: 
 def test_base_inputs_need_no_extra() -> None:
     raw = _with("features", "extra", [])
     raw["scorer"].update(name="paper", settings={"inputs": ["w0", "g0"]})
-    assert parse_config(raw).features.extra == []
+    assert parse_study(raw).features.extra == []
 
 
 def test_every_problem_at_once_including_cross_section_ones() -> None:
@@ -190,7 +191,7 @@ def test_bare_off_written_by_dvc_loads_as_the_string(tmp_path: Path) -> None:
         rt.dump(data, f)
     assert "channels_last: off\n" in path.read_text()  # bare, not quoted
     assert yaml.safe_load(path.read_text())["training"]["channels_last"] is False  # what YAML 1.1 made of it
-    assert load_config(path).training.channels_last == "off"
+    assert load_study(path).training.channels_last == "off"
 
 
 def test_params_are_plain_yaml_1_2(tmp_path: Path) -> None:
@@ -199,10 +200,10 @@ def test_params_are_plain_yaml_1_2(tmp_path: Path) -> None:
     path.write_text(text.replace("lr: 0.05", "lr: 5e-2"))  # YAML 1.1 (PyYAML) reads 5e-2 as a string
     raw = read_params(path)
     assert type(raw) is dict and type(raw["transfer"]["methods"]) is list  # noqa: E721 - not ruamel's Commented*
-    assert load_config(path).training.lr == 0.05
+    assert load_study(path).training.lr == 0.05
     path.write_text(text.replace("nesterov: true", "nesterov: yes"))  # a string in YAML 1.2, not a boolean
     with pytest.raises(ConfigError, match=r"training\.nesterov: .*allowed: true, false"):
-        load_config(path)
+        load_study(path)
 
 
 # --------------------------------------------------------------------------- a stage

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_data import CIFAR_SUBSET, TINY_SUBSET, batch_bytes, make_cifar_archive, needs_cifar, needs_tiny
 
 from autos.data import Splits, cifar10
-from autos.data.archive import MiB, read_limited, read_zip_member, safe_extract
+from autos.data.archive import MiB, read_limited, read_zip_member
 from autos.data.cifar10 import decode_cifar10
 from autos.data.tiny_imagenet import decode_tiny_imagenet
 from autos.errors import DataError
-from test_data import CIFAR_SUBSET, TINY_SUBSET, batch_bytes, make_cifar_archive, needs_cifar, needs_tiny
 
 FOLDER = "cifar-10-batches-py"
 GZIP_TRAILER = 8  # CRC-32 and ISIZE, little endian
@@ -270,31 +270,12 @@ def test_read_limited_stops_at_the_limit() -> None:
 
 
 def test_oversized_file_in_extracted_folder_is_refused(tmp_path: Path) -> None:
-    folder = safe_extract(make_cifar_archive(tmp_path / "a.tar.gz"), tmp_path / "x") / FOLDER
+    with tarfile.open(make_cifar_archive(tmp_path / "a.tar.gz")) as tf:  # our own archive: plain extraction
+        tf.extractall(tmp_path / "x", filter="data")
+    folder = tmp_path / "x" / FOLDER
     (folder / "batches.meta").write_bytes(bytes(2 * MiB))
     with pytest.raises(DataError, match=rf"{folder / 'batches.meta'}: declares 2097152 bytes"):
         decode(folder)
-
-
-# ---------------------------------------------------------------- safe_extract
-
-
-@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
-def test_safe_extract_refuses_a_flipped_byte(tmp_path: Path, kind: str) -> None:
-    if kind == "tar.gz":
-        archive = make_cifar_archive(tmp_path / "a.tar.gz")
-        pos = compressed_pos_for(archive.read_bytes(), tar_member(archive, f"{FOLDER}/data_batch_2").offset_data + 99)
-    else:
-        archive = tmp_path / "a.zip"
-        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr("d/a.bin", bytes(range(256)) * 40)
-        pos = 30 + len("d/a.bin") + 5000  # inside the stored data, past the local header
-    bad = flip(archive, pos, tmp_path / f"bad.{kind}")
-    (tmp_path / "work").mkdir()
-    with pytest.raises(DataError, match=rf"bad\.{kind}.*(CRC|crc)"):
-        safe_extract(bad, tmp_path / "work" / "out")
-    assert list((tmp_path / "work").iterdir()) == []  # nothing half-extracted is left
-    assert safe_extract(archive, tmp_path / "ok").is_dir()  # the intact archive extracts
 
 
 # ---------------------------------------------------------------- Tiny ImageNet zip

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autos.config import load_config
+from autos.channels_last import channels_last_is_safe, use_channels_last
 from autos.masking import prunable_parameters
 from autos.models import MODELS, build_model
-from autos.training import channels_last_is_safe, use_channels_last
+from autos.study import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]
@@ -31,7 +31,7 @@ def test_same_seed_same_init_and_paper_sizes() -> None:
     a = build_model("resnet18", num_classes=10, width=8, input_size=32, seed=3)
     b = build_model("resnet18", num_classes=10, width=8, input_size=32, seed=3)
     c = build_model("resnet18", num_classes=10, width=8, input_size=32, seed=4)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
     # prunable counts of the paper's networks (autos.md 2.1 and 6.1)
     count = lambda m: sum(p.numel() for p in prunable_parameters(m).values())  # noqa: E731
@@ -66,7 +66,7 @@ def test_channels_last_allowed_on_measured_safe_shapes_and_cuda() -> None:
 def _profile_shapes() -> list[tuple[str, str, int, int, int]]:
     shapes = set()
     for path in PROFILES:
-        cfg = load_config(path)
+        cfg = load_study(path)
         for spec in [cfg.source, *cfg.transfer.targets.values()]:
             size = cfg.data.datasets[spec.dataset].image_size or NATIVE_SIZE[spec.dataset]
             classes = 10 if spec.dataset == "cifar10" else 200

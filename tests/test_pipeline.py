@@ -74,7 +74,8 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
         assert (root / f"reports/{target}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (root / "reports/summary.md").read_text()
     assert "vgg16_cifar10" in summary and "resnet18_tiny_imagenet" in summary
-    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=_env(root, REPO), capture_output=True,
+    status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=_env(root, REPO),
+                            capture_output=True,
                             text=True, timeout=120)
     assert "up to date" in status.stdout.lower(), status.stdout
 
@@ -91,7 +92,8 @@ def test_mlflow_holds_every_stage(smoke_study: Path) -> None:
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     stages = {r.data.tags.get("stage") for r in runs}
     assert {"irp", "features", "train_scorer", "transfer", "report"} <= stages
-    transfer_children = [r for r in runs if r.data.tags.get("stage") == "transfer" and "mlflow.parentRunId" in r.data.tags]
+    transfer_children = [r for r in runs
+                         if r.data.tags.get("stage") == "transfer" and "mlflow.parentRunId" in r.data.tags]
     assert len(transfer_children) == 2 * 5  # (dense + 4 methods x 1 sparsity x 1 seed) per target
     assert all("final_test_acc" in r.data.metrics for r in transfer_children)
     irp_rounds = [r for r in runs if r.data.tags.get("stage") == "irp" and "mlflow.parentRunId" in r.data.tags]
@@ -144,6 +146,7 @@ def test_stage_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path: Path)
 def test_prepare_data_missing_offline_exits_1_naming_what_was_looked_for(tmp_path: Path) -> None:
     cfg = (REPO / "configs/smoke.yaml").read_text().replace('search_dirs: ["../shared/data"]', "search_dirs: [nowhere]")
     (tmp_path / "params.yaml").write_text(cfg)
+    shutil.copy(REPO / "paths.yaml", tmp_path / "paths.yaml")
     env = {k: v for k, v in os.environ.items() if k != "AUTOS_DATA_DIR"}
     env.update(DVC_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "stages.prepare_data", "--dataset", "cifar10"], cwd=tmp_path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 import torch
 import yaml
 
-from autos.config import parse_config
 from autos.errors import DataError
 from autos.masking import prunable_parameters
 from autos.models import build_model
+from autos.paths import study_paths
+from autos.study import parse_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,8 @@ def study(tmp_path, shared_data, monkeypatch) -> Path:
     raw = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
     raw["tracking"]["enabled"] = False
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    cfg = parse_config(raw)
+    shutil.copy(REPO / "paths.yaml", tmp_path / "paths.yaml")
+    cfg = parse_study(raw)
     model = build_model(cfg.source.model, num_classes=10, width=cfg.source.width, input_size=32, seed=cfg.seed)
     irp = tmp_path / "data" / "irp"
     irp.mkdir(parents=True)
@@ -50,10 +53,12 @@ def study(tmp_path, shared_data, monkeypatch) -> Path:
 
 
 def _features(root: Path) -> None:
+    from stages.common import StageContext
     from stages.features import main
 
     raw = yaml.safe_load((root / "params.yaml").read_text())
-    main(parse_config(raw), argparse.Namespace(params=str(root / "params.yaml")))
+    main(StageContext(name="features", cfg=parse_study(raw), args=argparse.Namespace(params=str(root / "params.yaml")),
+                      root=root, paths=study_paths(root)))
 
 
 def _garbage(path: Path) -> None:

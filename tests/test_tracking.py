@@ -134,9 +134,10 @@ import stages.common
 from autos.tracking import Tracker
 from stages.common import parser, run_stage
 
-stages.common.load_config = lambda path: None
+stages.common.load_study = lambda path: None
+stages.common.study_paths = lambda root: None
 
-def main(cfg, args):
+def main(ctx):
     tracker = Tracker({experiment!r}, root=Path({root!r}))
     with tracker.run("stage parent"):
         with tracker.run("stage child", nested=True):

@@ -3,8 +3,12 @@
 Unknown keys, wrong types, out-of-range values, unknown registry names and sections that contradict each other
 all fail at load, together, each with its dotted path and the allowed values or range (``ConfigError``). Types
 are strict: ``epochs: true`` or ``epochs: "3"`` is refused rather than coerced, and floats must be finite.
-Models are frozen: config is read-only. Registries are imported lazily inside validators so that library
-modules can import this one.
+Models are frozen: config is read-only.
+
+This module imports no registry (so every library module can import it, with no cycle, and loading a config costs
+no torch import). Names, per-name settings and rules that need the registries are checked when a ``Catalog`` is
+passed in the validation context: the composition root ``autos.study.load_study`` passes the real one; without
+one (``load_config(path)``), only structure, types and ranges are validated.
 
 Params files are read as YAML 1.2 (ruamel.yaml), the dialect ``dvc exp run -S`` writes them back in: there,
 ``off``/``on``/``yes``/``no`` are strings and ``1e-3`` is a float, whereas YAML 1.1 (PyYAML) would read a
@@ -14,17 +18,16 @@ rewritten ``channels_last: off`` as False.
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Protocol
 
-import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from autos.config_errors import describe_loc, format_errors
 from autos.errors import ConfigError
 
 MAX_BATCH_SIZE = 65536  # images per step: far beyond any GPU's memory for these models, so surely a typo
@@ -48,34 +51,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-def _registry(kind: str):  # noqa: ANN202 - returns a Registry
-    if kind == "model":
-        from autos.models import MODELS
+class Catalog(Protocol):
+    """What validation needs from the registries; ``autos.study.RegistryCatalog`` is the real one."""
 
-        return MODELS
-    if kind == "dataset":
-        from autos.data import DATASETS
+    def names(self, kind: str) -> list[str]:
+        """Registered names of a kind: model, dataset, method, scorer or feature."""
 
-        return DATASETS
-    if kind == "method":
-        from autos.pruners import PRUNERS
+    def settings_model(self, kind: str, name: str) -> type[BaseModel]:
+        """The ``Settings`` model of a registered method or scorer."""
 
-        return PRUNERS
-    if kind == "scorer":
-        from autos.scorer import SCORERS
+    def base_inputs(self) -> tuple[str, ...]:
+        """Feature columns every table has (w0, g0)."""
 
-        return SCORERS
-    if kind == "feature":
-        from autos.features import EXTRA_FEATURES
-
-        return EXTRA_FEATURES
-    raise ValueError(kind)
+    def extra_inputs(self, scorer: str, settings: BaseModel) -> list[str]:
+        """The extra feature columns a scorer with these settings reads."""
 
 
-def _check_name(kind: str, name: str) -> str:
-    registry = _registry(kind)
-    if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(registry.names())}")
+def _catalog(info: ValidationInfo) -> Catalog | None:
+    context = info.context if isinstance(info.context, dict) else {}
+    return context.get("catalog")
+
+
+def _check_name(kind: str, name: str, info: ValidationInfo) -> str:
+    catalog = _catalog(info)
+    if catalog is not None and name not in catalog.names(kind):
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(catalog.names(kind))}")
     return name
 
 
@@ -102,22 +102,22 @@ def _non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:
     return [hit for key, item in items for hit in _non_finite(item, f"{path}.{key}" if path else str(key))]
 
 
-def _validate_settings(kind: str, values: dict[str, Any], prefix: str | None = None) -> dict[str, Any]:
+def _validate_settings(catalog: Catalog, kind: str, values: dict[str, Any],
+                       prefix: str | None = None) -> dict[str, Any]:
     """Validate per-name settings against each registered entry's ``Settings`` model; report every problem.
 
     Problems are dotted paths relative to the field holding ``values``: ``<name>.<key>``, or ``<prefix>.<key>``
     when the settings sit under a fixed key (``scorer.settings``). Raised as one ``nested_problems`` error
     (a ValueError) that ``_format_errors`` expands into one line per problem.
     """
-    registry = _registry(kind)
     problems: list[str] = []
     validated: dict[str, Any] = {}
     for name, raw in values.items():
         where = prefix or name
-        if name not in registry:
-            problems.append(f"{where}: unknown {kind} {name!r}; allowed: {', '.join(registry.names())}")
+        if name not in catalog.names(kind):
+            problems.append(f"{where}: unknown {kind} {name!r}; allowed: {', '.join(catalog.names(kind))}")
             continue
-        settings_model = registry.get(name).Settings
+        settings_model = catalog.settings_model(kind, name)
         raw = {} if raw is None else raw
         reported: set[str] = set()
         try:
@@ -125,8 +125,8 @@ def _validate_settings(kind: str, values: dict[str, Any], prefix: str | None = N
             # the sections here (strict types) since they come from the same params file.
             validated[name] = settings_model.model_validate(raw, strict=True)
         except ValidationError as exc:
-            problems += [f"{where}.{line}" for line in _format_errors(exc, settings_model)]
-            reported = {_describe_loc(tuple(err["loc"])) for err in exc.errors()}
+            problems += [f"{where}.{line}" for line in format_errors(exc, settings_model)]
+            reported = {describe_loc(tuple(err["loc"])) for err in exc.errors()}
         # ...and refuse NaN/inf as the sections do (a Settings model cannot be given allow_inf_nan from here)
         problems += [f"{where}.{path}: Input should be a finite number (got {value!r})"
                      for path, value in _non_finite(raw) if path not in reported]
@@ -185,9 +185,9 @@ class DataConfig(Strict):
 
     @field_validator("datasets")
     @classmethod
-    def _known_datasets(cls, value: dict[str, DatasetSettings]) -> dict[str, DatasetSettings]:
+    def _known_datasets(cls, value: dict[str, DatasetSettings], info: ValidationInfo) -> dict[str, DatasetSettings]:
         for name in value:
-            _check_name("dataset", name)
+            _check_name("dataset", name, info)
         return value
 
 
@@ -197,8 +197,15 @@ class ModelSpec(Strict):
     dataset: str
     epochs: PositiveInt | None = Field(default=None, description="overrides training.epochs for this model")
 
-    _model = field_validator("model")(classmethod(lambda cls, v: _check_name("model", v)))
-    _dataset = field_validator("dataset")(classmethod(lambda cls, v: _check_name("dataset", v)))
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("model", value, info)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("dataset", value, info)
 
 
 class PruningConfig(Strict):
@@ -233,9 +240,9 @@ class FeaturesConfig(Strict):
 
     @field_validator("extra")
     @classmethod
-    def _known_extras(cls, value: list[str]) -> list[str]:
+    def _known_extras(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for name in value:
-            _check_name("feature", name)
+            _check_name("feature", name, info)
         if len(set(value)) != len(value):  # would be two columns of one name in the Parquet table
             raise ValueError(f"extra feature columns are listed twice: {value}")
         return value
@@ -256,16 +263,19 @@ class ScorerConfig(Strict):
     topk_densities: list[UnitOpen] = [0.5, 0.2, 0.1, 0.05, 0.01]
     seed: Seed = 0
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _check_name("scorer", v)))
     _topk = field_validator("topk_densities")(classmethod(lambda cls, v: _nonempty_unique(v, "top-k density")))
 
-    @model_validator(mode="after")
-    def _settings(self) -> ScorerConfig:
-        _validate_settings("scorer", {self.name: self.settings}, prefix="settings")
-        return self
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str, info: ValidationInfo) -> str:
+        return _check_name("scorer", value, info)
 
-    def scorer_settings(self) -> BaseModel:
-        return _validate_settings("scorer", {self.name: self.settings}, prefix="settings")[self.name]
+    @model_validator(mode="after")
+    def _settings(self, info: ValidationInfo) -> ScorerConfig:
+        catalog = _catalog(info)
+        if catalog is not None:
+            _validate_settings(catalog, "scorer", {self.name: self.settings}, prefix="settings")
+        return self
 
 
 class TransferConfig(Strict):
@@ -281,11 +291,11 @@ class TransferConfig(Strict):
 
     @field_validator("methods")
     @classmethod
-    def _known_methods(cls, value: list[str]) -> list[str]:
+    def _known_methods(cls, value: list[str], info: ValidationInfo) -> list[str]:
         problems = []
         for name in value:
             try:
-                _check_name("method", name)
+                _check_name("method", name, info)
             except ValueError as exc:
                 problems.append(str(exc))
         if not value:
@@ -301,8 +311,10 @@ class TransferConfig(Strict):
 
     @field_validator("method_settings")
     @classmethod
-    def _settings(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        _validate_settings("method", value)
+    def _settings(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        catalog = _catalog(info)
+        if catalog is not None:
+            _validate_settings(catalog, "method", value)
         return value
 
     @field_validator("targets")
@@ -311,9 +323,6 @@ class TransferConfig(Strict):
         if not value:
             raise ValueError("at least one target is required")
         return value
-
-    def settings_for(self, method: str) -> BaseModel:
-        return _validate_settings("method", {method: self.method_settings.get(method, {})})[method]
 
 
 class TrackingConfig(Strict):
@@ -352,9 +361,9 @@ class StudyConfig(Strict):
         return value
 
     @model_validator(mode="after")
-    def _sections_agree(self) -> StudyConfig:
+    def _sections_agree(self, info: ValidationInfo) -> StudyConfig:
         problems = _cross_section_problems(self.data, _model_specs(self.source, self.transfer.targets),
-                                           self.features, self.scorer)
+                                           self.features, self.scorer, _catalog(info))
         if problems:
             # one error carrying every problem (full dotted paths), expanded into lines by _format_errors
             raise PydanticCustomError("nested_problems", "{summary}", {"summary": "; ".join(problems),
@@ -367,7 +376,8 @@ def _model_specs(source: ModelSpec | None, targets: Mapping[str, ModelSpec | Non
 
 
 def _cross_section_problems(data: DataConfig | None, specs: dict[str, ModelSpec | None],
-                            features: FeaturesConfig | None, scorer: ScorerConfig | None) -> list[str]:
+                            features: FeaturesConfig | None, scorer: ScorerConfig | None,
+                            catalog: Catalog | None) -> list[str]:
     """Problems that only show when two sections are read together (None: that section is itself invalid)."""
     problems = []
     if data is not None:
@@ -377,22 +387,21 @@ def _cross_section_problems(data: DataConfig | None, specs: dict[str, ModelSpec 
                     f"{path}.dataset: {spec.dataset!r} is not prepared; declare it under data.datasets "
                     f"(declared: {', '.join(data.datasets) or 'none'})"
                 )
-    if features is not None and scorer is not None:
+    if features is not None and scorer is not None and catalog is not None:
         # The scorer is trained on the source's feature table, which holds w0, g0 and features.extra only; a
         # missing column would otherwise fail in train_scorer, after the (long) IRP and features stages.
-        from autos.scorer import BASE_INPUTS, required_extra
-
-        missing = [c for c in required_extra(scorer.scorer_settings()) if c not in features.extra]
+        settings = _validate_settings(catalog, "scorer", {scorer.name: scorer.settings}, prefix="settings")
+        missing = [c for c in catalog.extra_inputs(scorer.name, settings[scorer.name]) if c not in features.extra]
         if missing:
             where = "" if "inputs" in scorer.settings else f" (the {scorer.name!r} scorer's default inputs)"
             problems.append(
                 f"scorer.settings.inputs: column(s) {', '.join(missing)}{where} are not in the feature table; add "
-                f"them to features.extra (the table has: {', '.join([*BASE_INPUTS, *features.extra])})"
+                f"them to features.extra (the table has: {', '.join([*catalog.base_inputs(), *features.extra])})"
             )
     return problems
 
 
-def _salvage_cross_section_problems(raw: dict[str, Any]) -> list[str]:
+def _salvage_cross_section_problems(raw: dict[str, Any], catalog: Catalog | None) -> list[str]:
     """Cross-section problems of a config that has other errors too, from the keys each check reads.
 
     Pydantic skips ``StudyConfig``'s model validator when any field fails, so without this a user would meet
@@ -404,10 +413,11 @@ def _salvage_cross_section_problems(raw: dict[str, Any]) -> list[str]:
         if not isinstance(section, dict):  # a missing required section or a wrong type: reported already
             return None
         try:
-            return model.model_validate({k: section[k] for k in keys if k in section})
+            return model.model_validate({k: section[k] for k in keys if k in section}, context=context)
         except ValidationError:  # those keys themselves are invalid: reported already
             return None
 
+    context = {"catalog": catalog}
     transfer = raw.get("transfer")
     targets = transfer.get("targets") if isinstance(transfer, dict) else None
     spec_keys = ("model", "dataset")
@@ -417,116 +427,23 @@ def _salvage_cross_section_problems(raw: dict[str, Any]) -> list[str]:
         _model_specs(subset(ModelSpec, raw.get("source"), spec_keys), specs),
         subset(FeaturesConfig, raw.get("features", {}), ("extra",)),
         subset(ScorerConfig, raw.get("scorer", {}), ("name", "settings")),
+        catalog,
     )
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _describe_loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<root>"
-
-
-def _unwrap(tp: Any, constraints: list[Any]) -> tuple[Any, list[Any]]:
-    """Strip ``Annotated`` (collecting its constraints) and ``X | None`` from a type annotation."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            base, *extras = get_args(tp)
-            for extra in extras:  # a pydantic FieldInfo carries its constraints in .metadata
-                constraints = [*constraints, *getattr(extra, "metadata", [extra])]
-            tp = base
-        elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp, constraints
-            tp = args[0]
-        else:
-            return tp, constraints
-
-
-def _node_at(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, list[Any]]:
-    """The type at ``loc`` (an error location) inside ``model``, and the constraints on it; (None, []) if lost."""
-    current: Any = model
-    constraints: list[Any] = []
-    for part in loc:
-        current, constraints = _unwrap(current, constraints)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return None, []
-            current, constraints = field.annotation, list(field.metadata)
-        elif get_origin(current) in (list, dict):  # a list index or a dict key: step into the item type
-            current, constraints = get_args(current)[-1], []
-        else:
-            return None, []
-    return _unwrap(current, constraints)
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """Field names of the model that sits at ``loc`` (for 'unknown key' messages)."""
-    current, _ = _node_at(model, loc)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return None
-
-
-def _allowed_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
-    """The interval a numeric field allows, e.g. '[1, 65536]' or '(0, inf)'; None if unbounded or unknown."""
-    _, constraints = _node_at(model, loc)
-    low, high = "(-inf", "inf)"
-    for c in constraints:
-        if isinstance(c, annotated_types.Gt):
-            low = f"({c.gt}"
-        elif isinstance(c, annotated_types.Ge):
-            low = f"[{c.ge}"
-        elif isinstance(c, annotated_types.Lt):
-            high = f"{c.lt})"
-        elif isinstance(c, annotated_types.Le):
-            high = f"{c.le}]"
-    return None if (low, high) == ("(-inf", "inf)") else f"{low}, {high}"
-
-
-_BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
-                 "int_type", "float_type"}
-
-
-def _format_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1])
-            hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-            lines.append(f"{_describe_loc(loc)}: unknown key{hint}")
-            continue
-        if err["type"] == "nested_problems":  # several problems, each with a dotted path relative to loc
-            lines += [f"{_describe_loc(loc)}.{problem}" if loc else problem for problem in err["ctx"]["problems"]]
-            continue
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] in _BOUND_ERRORS and (interval := _allowed_range(model, loc)):
-            message += f"; allowed range: {interval}"
-        elif err["type"] == "bool_type":  # YAML 1.2: yes/no/on/off are strings, not booleans
-            message += "; allowed: true, false"
-        shown = err.get("input")
-        if err["type"] == "missing":
-            lines.append(f"{_describe_loc(loc)}: required key is missing")
-        elif isinstance(shown, (dict, list)):
-            lines.append(f"{_describe_loc(loc)}: {message}")
-        else:
-            lines.append(f"{_describe_loc(loc)}: {message} (got {shown!r})")
-    return lines
-
-
-def parse_config(raw: Any, source: str = "config") -> StudyConfig:
+def parse_config(raw: Any, source: str = "config", *, catalog: Catalog | None = None) -> StudyConfig:
+    """Validate raw params; with a ``catalog``, registry names, settings and cross-section rules too."""
     if not isinstance(raw, dict):
         raise ConfigError([f"<root>: expected a mapping of sections, got {type(raw).__name__}"], source)
     try:
-        return StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(raw, context={"catalog": catalog})
     except ValidationError as exc:
-        problems = _format_errors(exc, StudyConfig)
+        problems = format_errors(exc, StudyConfig)
         if any(err["loc"] for err in exc.errors()):  # a field failed, so StudyConfig's model validator did not run
-            problems += _salvage_cross_section_problems(raw)
+            problems += _salvage_cross_section_problems(raw, catalog)
         raise ConfigError(problems, source) from None
 
 
@@ -554,6 +471,7 @@ def read_params(path: str | Path) -> Any:
         raise ConfigError([f"not valid YAML in {path}: {exc}"], str(path)) from None
 
 
-def load_config(path: str | Path = "params.yaml") -> StudyConfig:
-    """Load and validate a params file; raises ConfigError listing every problem."""
-    return parse_config(read_params(path), str(path))
+def load_config(path: str | Path = "params.yaml", *, catalog: Catalog | None = None) -> StudyConfig:
+    """Load and validate a params file; raises ConfigError listing every problem. Stages use
+    ``autos.study.load_study``, which passes the registries' catalog."""
+    return parse_config(read_params(path), str(path), catalog=catalog)

@@ -1,29 +1,87 @@
-"""Small glue shared by the stages: where outputs live, and building a model for a prepared dataset."""
+"""The composition root of a study: the one place that knows every registry.
+
+- ``load_study(path)``: a params file validated completely (structure, registry names, per-name settings and the
+  rules that read two sections together), by passing ``RegistryCatalog`` to ``autos.config``, which itself imports
+  no registry.
+- ``method_settings`` / ``scorer_settings``: a method's or the scorer's typed settings, defaults filled in.
+
+Registries are imported inside functions: this module is imported by every stage, and a stage's import closure is
+what DVC re-runs it for (tests/test_dvc_deps.py).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from torch import nn
+from pydantic import BaseModel
 
-from autos.config import ModelSpec
-from autos.data.prepared import PreparedData, load_prepared
-from autos.models import build_model
-
-PREPARED = Path("data/prepared")
-IRP_DIR = Path("data/irp")
-FEATURES_PATH = Path("data/features/source.parquet")
-SCORER_DIR = Path("data/scorer")
-TRANSFER_DIR = Path("data/transfer")
-METRICS_DIR = Path("metrics")
-REPORTS_DIR = Path("reports")
-CACHE_DIR = Path("data/cache")
+from autos.config import ScorerConfig, StudyConfig, load_config, parse_config
+from autos.registry import Registry
 
 
-def load_dataset(root: Path, name: str) -> PreparedData:
-    return load_prepared(root / PREPARED / name)
+class RegistryCatalog:
+    """``autos.config.Catalog`` over the real registries, imported when first asked (they pull in torch)."""
+
+    def _registry(self, kind: str) -> Registry[Any]:
+        if kind == "model":
+            from autos.models import MODELS
+
+            return MODELS
+        if kind == "dataset":
+            from autos.data import DATASETS
+
+            return DATASETS
+        if kind == "method":
+            from autos.pruners import PRUNERS
+
+            return PRUNERS
+        if kind == "scorer":
+            from autos.scorer import SCORERS
+
+            return SCORERS
+        if kind == "feature":
+            from autos.features import EXTRA_FEATURES
+
+            return EXTRA_FEATURES
+        raise ValueError(f"unknown registry kind {kind!r}")
+
+    def names(self, kind: str) -> list[str]:
+        return self._registry(kind).names()
+
+    def settings_model(self, kind: str, name: str) -> type[BaseModel]:
+        settings: type[BaseModel] = self._registry(kind).get(name).Settings
+        return settings
+
+    def base_inputs(self) -> tuple[str, ...]:
+        from autos.scorer import BASE_INPUTS
+
+        return tuple(BASE_INPUTS)
+
+    def extra_inputs(self, scorer: str, settings: BaseModel) -> list[str]:
+        from autos.scorer import ScorerSettings, required_extra
+
+        if not isinstance(settings, ScorerSettings):
+            raise TypeError(f"scorer {scorer!r} settings are {type(settings).__name__}, not ScorerSettings")
+        return list(required_extra(settings))
 
 
-def model_for(spec: ModelSpec, data: PreparedData, seed: int) -> nn.Module:
-    return build_model(spec.model, num_classes=data.num_classes, width=spec.width,
-                       input_size=int(data.train_x.shape[-1]), seed=seed)
+def load_study(path: str | Path = "params.yaml") -> StudyConfig:
+    """Load a params file and validate all of it; ConfigError lists every problem with its dotted path."""
+    return load_config(path, catalog=RegistryCatalog())
+
+
+def parse_study(raw: Any, source: str = "config") -> StudyConfig:
+    """``load_study`` for params already read into a dict (tests, generated studies)."""
+    return parse_config(raw, source, catalog=RegistryCatalog())
+
+
+def method_settings(cfg: StudyConfig, method: str) -> BaseModel:
+    """``transfer.method_settings.<method>`` as the method's typed Settings (strict, as validated at load)."""
+    model = RegistryCatalog().settings_model("method", method)
+    return model.model_validate(cfg.transfer.method_settings.get(method) or {}, strict=True)
+
+
+def scorer_settings(scorer: ScorerConfig) -> BaseModel:
+    """``scorer.settings`` as the scorer's typed Settings (strict, as validated at load)."""
+    return RegistryCatalog().settings_model("scorer", scorer.name).model_validate(scorer.settings or {}, strict=True)

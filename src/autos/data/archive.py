@@ -16,13 +16,10 @@ import io
 import logging
 import lzma
 import os
-import shutil
 import struct
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
-import uuid
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -44,8 +41,6 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, OS
 ZIP_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, RuntimeError, NotImplementedError, ValueError,
 )
-# safe_extract's bound on what one archive may inflate to: the official archives extract to a few hundred MB.
-DEFAULT_MAX_EXTRACT_BYTES = 4096 * MiB
 
 
 def _hash_file(path: Path, algorithm: str) -> str:
@@ -60,11 +55,6 @@ def _hash_file(path: Path, algorithm: str) -> str:
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file (streamed): the checksum recorded in metadata."""
     return _hash_file(Path(path), "sha256")
-
-
-def md5_file(path: Path) -> str:
-    """Hex md5 of a file (streamed): the checksum the official dataset pages publish."""
-    return _hash_file(Path(path), "md5")
 
 
 def check_member_name(name: str, archive: Path) -> str:
@@ -258,73 +248,6 @@ def read_zip_member(zf: zipfile.ZipFile, name: str, archive: Path, limit: int) -
         raise
     except ZIP_ERRORS as exc:
         raise DataError(f"cannot read {what}: {exc} (truncated or corrupt archive?)") from exc
-
-
-def _extract_tar(archive: Path, dest: Path, max_bytes: int) -> None:
-    def visit(member: tarfile.TarInfo, src: IO[bytes] | None) -> None:
-        out = dest / member.name
-        if src is None:
-            out.mkdir(parents=True, exist_ok=True)
-            return
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with src, open(out, "wb") as fh:
-            shutil.copyfileobj(src, fh, _CHUNK)
-
-    walk_tar(archive, visit, max_member_bytes=max_bytes, max_total_bytes=max_bytes)
-
-
-def _extract_zip(archive: Path, dest: Path, max_bytes: int) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        for info in infos:
-            check_member_name(info.filename, archive)
-        check_size(sum(i.file_size for i in infos), max_bytes, f"all members of {archive}")
-        for info in infos:
-            out = dest / info.filename
-            if info.is_dir():
-                out.mkdir(parents=True, exist_ok=True)
-                continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            # Copied to the end, so zipfile checks the CRC-32; it stops at the declared size, which was bounded.
-            with zf.open(info) as src, open(out, "wb") as fh:
-                shutil.copyfileobj(src, fh, _CHUNK)
-
-
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Move a finished ``tmp`` folder to ``target``, replacing any old one with two renames."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-    tmp.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def safe_extract(archive: Path, target: Path, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES) -> Path:
-    """Extract a .tar.gz/.tgz/.tar or .zip into ``target`` (replaced if present), all or nothing.
-
-    Members are written into a temporary sibling of ``target`` which is renamed into place only
-    after every member passed the checks and the archive's checksums verified, so a refused or broken
-    archive leaves nothing behind. At most ``max_bytes`` are inflated.
-    """
-    archive, target = Path(archive), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        if zipfile.is_zipfile(archive):
-            _extract_zip(archive, tmp, max_bytes)
-        else:
-            _extract_tar(archive, tmp, max_bytes)
-        replace_dir(tmp, target)
-    except DataError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    except (*STREAM_ERRORS, *ZIP_ERRORS) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"cannot extract {archive}: {exc} (truncated or corrupt archive?)") from exc
-    log.info("extracted %s into %s", archive, target)
-    return target
 
 
 def download(url: str, dest: Path, expected_md5: str | None = None, timeout: float = 60.0) -> Path:

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from autos.data import DATASETS, DatasetSpec, Splits, first_per_class
+from autos.data._registry import DATASETS, DatasetSpec, Splits, first_per_class
 from autos.data.archive import MiB, check_size, read_limited, read_limited_file, walk_tar
 from autos.errors import DataError
 
@@ -47,10 +47,7 @@ def _latin1_encode(text: object, encoding: str = "utf-8") -> bytes:
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    try:  # numpy >= 2
-        from numpy._core import multiarray
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray  # type: ignore[no-redef]
+    from numpy._core import multiarray  # numpy >= 2 (pyproject); pickles name either module path
     allowed: dict[tuple[str, str], Any] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from autos.data import DATASETS, DatasetSpec, Splits
+from autos.data._registry import DATASETS, DatasetSpec, Splits
 from autos.data.archive import (
     ZIP_ERRORS,
     MiB,

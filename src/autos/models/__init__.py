@@ -1,7 +1,7 @@
 """Model registry. Every factory takes (num_classes, width, input_size) and returns an initialised nn.Module.
 
-Add a model: write a factory in a module here, decorate it with ``@MODELS.register("name")`` and
-import the module below. ``tests/test_models.py`` runs every registered name.
+Add a model: write a factory in a module here, decorate it with ``@MODELS.register("name")`` (from
+``autos.models._registry``) and import the module below. ``tests/test_models.py`` runs every registered name.
 """
 
 from __future__ import annotations
@@ -9,11 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autos.registry import Registry
-
-MODELS: Registry = Registry("model")
-
-from autos.models import resnet, vgg  # noqa: E402,F401  (registration side effects)
+from autos.config import ModelSpec
+from autos.models import resnet, vgg  # noqa: F401  (registration side effects)
+from autos.models._registry import MODELS
 
 
 def build_model(name: str, *, num_classes: int, width: int, input_size: int, seed: int) -> nn.Module:
@@ -24,4 +22,9 @@ def build_model(name: str, *, num_classes: int, width: int, input_size: int, see
         return factory(num_classes=num_classes, width=width, input_size=input_size)
 
 
-__all__ = ["MODELS", "build_model"]
+def model_for(spec: ModelSpec, *, num_classes: int, input_size: int, seed: int) -> nn.Module:
+    """The model a params section (``source`` or a transfer target) describes, sized for its dataset."""
+    return build_model(spec.model, num_classes=num_classes, width=spec.width, input_size=input_size, seed=seed)
+
+
+__all__ = ["MODELS", "build_model", "model_for"]

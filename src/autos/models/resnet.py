@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from autos.models import MODELS
+from autos.models._registry import MODELS
 
 
 class BasicBlock(nn.Module):
