@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine (Python 3.11 on PATH):
 #   make study   - set up .venv and run the default study (`dvc repro` of params.yaml)
-#   make test    - set up .venv and run the tests
+#   make test    - set up .venv, run ruff and mypy, then the tests
 # PROFILE=configs/smoke.yaml make study runs another profile (copied over params.yaml first).
 
 PYTHON ?= python3.11
@@ -11,7 +11,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_ASYNC_LOGGING := false
 
-.PHONY: setup study test bench mlflow-ui clean
+.PHONY: setup study test lint bench mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,13 @@ study: $(STAMP)
 	@if [ -n "$(PROFILE)" ]; then cp "$(PROFILE)" params.yaml; fi
 	dvc repro
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# Static checks run by `make test` (and so by CI): ruff (lint + import order) and mypy (src/autos, pyproject).
+lint: $(STAMP)
+	$(BIN)/ruff check src stages tests bench
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -8,12 +8,11 @@ from __future__ import annotations
 import sys
 
 import torch
+from common import Timer, profile, save
 
 from autos.masking import prunable_parameters, select_mask
 from autos.models import build_model
 from autos.training import train
-from common import Timer, profile, save
-
 
 
 class Synthetic:

@@ -22,12 +22,15 @@ def methods_table(path: Path) -> str:
             cells += ([f"{m['seconds']:.2f}", f"{m['epochs_equivalent']:.2f}"] if "seconds" in m
                       else [m.get("error", "-"), "-"])
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    lines.append("| one training epoch | " + " | ".join(f"{t['epoch_seconds']:.2f} | 1.00" for t in targets.values()) + " |")
+    epochs = " | ".join(f"{t['epoch_seconds']:.2f} | 1.00" for t in targets.values())
+    lines.append(f"| one training epoch | {epochs} |")
     info = ", ".join(f"{k}: {t['train_images']} images ({t['data']} data), {t['prunable_weights']:,} prunable weights"
                      for k, t in targets.items())
     lines.append(f"\nDensity {data['density']}; {info}.")
-    lines.append("\n`paper` scorer (a ResNet-18 forward per weight), timed on a sample and extrapolated to the whole target:\n")
-    lines.append("| target | features s | width 8: ms/weight | width 8: whole target s | width 64: ms/weight | width 64: whole target s |")
+    lines.append("\n`paper` scorer (a ResNet-18 forward per weight), timed on a sample and extrapolated to the whole "
+                 "target:\n")
+    lines.append("| target | features s | width 8: ms/weight | width 8: whole target s | width 64: ms/weight "
+                 "| width 64: whole target s |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for k, t in targets.items():
         p = t["paper_scorer"]

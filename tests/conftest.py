@@ -31,7 +31,8 @@ class TinyData:
         return int(self.train_y.max()) + 1
 
 
-def make_tiny_data(n_train: int = 64, n_test: int = 32, num_classes: int = 4, size: int = 32, seed: int = 0) -> TinyData:
+def make_tiny_data(n_train: int = 64, n_test: int = 32, num_classes: int = 4, size: int = 32,
+                   seed: int = 0) -> TinyData:
     g = torch.Generator().manual_seed(seed)
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,7 +53,7 @@ def test_bad_input_exits_2_with_a_clear_message(tmp_path, prepared, capsys, argv
     _scorer(tmp_path / "scorer")
     base = {"--scorer": str(tmp_path / "scorer"), "--model": "vgg16_bn", "--width": "4", "--data": str(prepared),
             "--out": str(tmp_path / "m.pt")}
-    for flag, value in zip(argv[::2], argv[1::2]):
+    for flag, value in zip(argv[::2], argv[1::2], strict=True):
         base[flag] = value
     assert main([x for kv in base.items() for x in kv]) == 2
     assert message in capsys.readouterr().err
@@ -67,7 +67,8 @@ def _argv(tmp_path, **overrides: str) -> list[str]:
     """Arguments that pass every check (the directories exist, though empty): each test breaks one."""
     (tmp_path / "scorer").mkdir(exist_ok=True)
     (tmp_path / "data").mkdir(exist_ok=True)
-    base = {"--scorer": str(tmp_path / "scorer"), "--model": "vgg16_bn", "--width": "4", "--data": str(tmp_path / "data"),
+    base = {"--scorer": str(tmp_path / "scorer"), "--model": "vgg16_bn", "--width": "4",
+            "--data": str(tmp_path / "data"),
             "--sparsity": "0.9", "--out": str(tmp_path / "out" / "masks.pt")}
     base.update({f"--{k.replace('_', '-')}": v for k, v in overrides.items()})
     return [x for kv in base.items() for x in kv]

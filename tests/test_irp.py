@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 
 from autos.config import IRPConfig, TrainRecipe
 from autos.errors import DataError
@@ -22,8 +23,6 @@ from autos.files import save_torch
 from autos.irp import CHECKPOINT, data_digest, load_survival, run_irp, stale_temps
 from autos.masking import kept_count
 from autos.models import build_model
-
-from conftest import make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 
 CPU = torch.device("cpu")
 
@@ -40,7 +39,7 @@ def test_nested_masks_counts_and_curve(tiny_data, quick_recipe) -> None:
     cfg, init, result = _irp(tiny_data, quick_recipe)
     total = sum(m.numel() for m in result.masks[0].values())
     assert [r["round"] for r in result.curve] == [0, 1, 2, 3]  # dense first, then P rounds
-    for earlier, later in zip(result.masks, result.masks[1:]):
+    for earlier, later in zip(result.masks, result.masks[1:], strict=False):
         for n in earlier:
             assert not (later[n] & ~earlier[n]).any()  # pruned weights stay pruned
     for k, masks in enumerate(result.masks, start=1):

@@ -27,6 +27,7 @@ from autos.scorer import (
     split_rows,
     trivial_baselines,
 )
+from autos.study import RegistryCatalog
 
 P = 5  # IRP rounds of the synthetic labels
 EXTRA = ["w0_layer_z", "g0_layer_z", "log_fan_in", "log_fan_out"]
@@ -166,8 +167,9 @@ def test_unknown_settings_key_is_rejected() -> None:
         SCORERS.get("mlp").Settings(inputs=["w0", "no_such_column"])
     with pytest.raises(ValidationError):
         SCORERS.get("mlp").Settings(inputs=[])
-    with pytest.raises(ValidationError):  # ScorerConfig validates its settings against the scorer
-        ScorerConfig(name="mlp", settings={"widht": 3})
+    with pytest.raises(ValidationError):  # with the registries' catalog, ScorerConfig validates its settings too
+        ScorerConfig.model_validate({"name": "mlp", "settings": {"widht": 3}}, context={"catalog": RegistryCatalog()})
+    ScorerConfig.model_validate({"name": "mlp", "settings": {"widht": 3}})  # structure only: names are not checked
 
 
 def test_defaults() -> None:

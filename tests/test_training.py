@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from autos.batches import augment_batch
 from autos.config import TrainRecipe
 from autos.masking import nonzero_counts, select_mask
 from autos.models import build_model
-from autos.training import Callback, augment_batch, lr_factor, train
+from autos.training import Callback, lr_factor, train
 
 CPU = torch.device("cpu")
 
@@ -78,4 +79,5 @@ def test_lr_schedules() -> None:
     cosine = TrainRecipe(epochs=10, schedule="cosine")
     assert lr_factor(cosine, 0) == 1.0 and abs(lr_factor(cosine, 5) - 0.5) < 1e-9 and lr_factor(cosine, 10) < 1e-9
     step = TrainRecipe(epochs=10, schedule="multistep", milestones=[0.5, 0.75], gamma=0.1)
-    assert lr_factor(step, 4.9) == 1.0 and abs(lr_factor(step, 5) - 0.1) < 1e-12 and abs(lr_factor(step, 8) - 0.01) < 1e-12
+    assert lr_factor(step, 4.9) == 1.0
+    assert abs(lr_factor(step, 5) - 0.1) < 1e-12 and abs(lr_factor(step, 8) - 0.01) < 1e-12

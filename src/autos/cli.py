@@ -22,6 +22,7 @@ import torch
 
 from autos.config import FeaturesConfig
 from autos.data.prepared import load_prepared
+from autos.device import resolve_device
 from autos.errors import AutosError, DataError
 from autos.features import weight_features
 from autos.files import atomic_write_json, save_torch
@@ -30,7 +31,6 @@ from autos.masking import mask_summary, select_mask
 from autos.models import MODELS, build_model
 from autos.registry import UnknownNameError
 from autos.scorer import load_scorer, required_extra, score_layers
-from autos.training import resolve_device
 
 EXIT_USAGE = 2  # a bad argument: nothing was read or written
 EXIT_DATA = 1  # a missing or corrupt input file (as the stages)

@@ -13,10 +13,9 @@ transfer across architectures. Which columns a scorer reads is the scorer's sett
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +24,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from autos.batches import ImageData, Normalizer, iterate_batches
 from autos.config import FeaturesConfig
 from autos.errors import DataError
+from autos.files import atomic_path
 from autos.masking import prunable_parameters
 from autos.registry import Registry
-from autos.training import ImageData, Normalizer, iterate_batches
+from autos.saliency import summed_gradients
 
 SCHEMA_VERSION = 1
 BASE_SCHEMA = pa.schema(
@@ -114,24 +114,21 @@ _extra("is_linear")(lambda w0, g0, info: torch.full_like(w0, float(info.kind == 
 def initial_gradients(
     model: nn.Module, data: ImageData, names: list[str], cfg: FeaturesConfig, *, device: torch.device, seed: int
 ) -> dict[str, Tensor]:
-    """g0 per prunable weight: per-batch mean-loss gradients summed (or averaged) over the pass."""
+    """g0 per prunable weight: per-batch mean-loss gradients summed (or averaged) over the pass
+    (``autos.saliency.summed_gradients``, the accumulation SNIP and GraSP share)."""
     was_training = model.training
     model.eval()  # reference: BN in eval mode, i.e. init running stats (autos.md section 4)
-    params = dict(model.named_parameters())
-    model.zero_grad(set_to_none=True)
     norm = Normalizer.of(data, device)
     generator = torch.Generator().manual_seed(seed)
-    num_batches = 0
-    for xb, yb in iterate_batches(
-        data.train_x, data.train_y, cfg.gradient_batch_size, generator=generator, augment=cfg.gradient_augment
-    ):
-        if cfg.gradient_max_batches is not None and num_batches >= cfg.gradient_max_batches:
-            break
-        F.cross_entropy(model(norm(xb.to(device), False)), yb.to(device)).backward()
-        num_batches += 1
+    batches = (
+        (norm(xb.to(device), False), yb.to(device))
+        for xb, yb in iterate_batches(
+            data.train_x, data.train_y, cfg.gradient_batch_size, generator=generator, augment=cfg.gradient_augment
+        )
+    )
+    summed, num_batches = summed_gradients(model, itertools.islice(batches, cfg.gradient_max_batches), names)
     scale = 1.0 / num_batches if cfg.gradient_reduction == "mean" else 1.0
-    grads = {n: (params[n].grad.detach() * scale).cpu().clone() for n in names}
-    model.zero_grad(set_to_none=True)
+    grads = {n: (summed[n] * scale).cpu().clone() for n in names}
     model.train(was_training)
     return grads
 
@@ -196,6 +193,8 @@ def feature_table(
         for column in ["w0", "g0", *extra]:
             cols[column] = pa.array(layer[column].flatten().numpy().astype(np.float32))
         if survived is not None:
+            if num_rounds is None:
+                raise ValueError("num_rounds is required with survival counts (the label is survived / num_rounds)")
             count = survived[info.name].flatten().numpy().astype(np.int8)
             cols["survived"] = pa.array(count)
             cols["label"] = pa.array((count / float(num_rounds)).astype(np.float32))
@@ -205,17 +204,11 @@ def feature_table(
 
 def write_table(table: pa.Table, path: Path, metadata: Mapping[str, object]) -> None:
     """Write atomically (temp file + rename) with our metadata; one row group per layer (bounded size)."""
-    meta = {**(table.schema.metadata or {}), b"autos": json.dumps({"schema_version": SCHEMA_VERSION, **metadata}).encode()}
+    ours = json.dumps({"schema_version": SCHEMA_VERSION, **metadata}).encode()
+    meta = {**(table.schema.metadata or {}), b"autos": ours}
     table = table.replace_schema_metadata(meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=1 << 20, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def table_metadata(path: Path) -> dict[str, object]:

@@ -67,7 +67,7 @@ def effective_masks(
     r = net(x).sum()
     grads = torch.autograd.grad(r, [params[n] for n in masks], allow_unused=True)
     effective = {}
-    for (name, mask), g in zip(masks.items(), grads):
+    for (name, mask), g in zip(masks.items(), grads, strict=True):
         reach = torch.zeros_like(mask, dtype=torch.bool, device="cpu") if g is None else g != 0
         effective[name] = mask.detach().cpu().bool() & reach
     return effective, float(r.detach())

@@ -26,13 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from autos.batches import ImageData, scoring_batches
 from autos.config import IRPConfig, TrainRecipe
 from autos.errors import DataError
 from autos.files import TMP_SUFFIX, load_torch, save_torch
 from autos.masking import Masks, apply_masks_, mask_summary, prunable_parameters, select_mask
 from autos.saliency import snip_scores
 from autos.schedules import round_densities
-from autos.training import ImageData, TrainResult, scoring_batches, train
+from autos.training import TrainResult, train
 
 log = logging.getLogger(__name__)
 

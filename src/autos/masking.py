@@ -8,6 +8,7 @@ removed. A mask is a bool tensor per prunable parameter, keyed by the parameter'
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +42,7 @@ def prunable_parameters(model: nn.Module, include_classifier: bool = True) -> di
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             name = f"{module_name}.weight"
             if name != skip:
-                params[name] = module.weight
+                params[name] = cast(nn.Parameter, module.weight)  # a Tensor under parametrizations
     return params
 
 

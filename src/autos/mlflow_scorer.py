@@ -5,10 +5,11 @@ Input: a DataFrame with the scorer's input columns (see the logged scorer.json);
 
 from __future__ import annotations
 
-import mlflow.pyfunc
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
 
 
-class ScorerModel(mlflow.pyfunc.PythonModel):
+class ScorerModel(PythonModel):
     def load_context(self, context):  # noqa: ANN001, ANN201 - MLflow's signature
         from autos.scorer import load_scorer
 
@@ -23,4 +24,4 @@ class ScorerModel(mlflow.pyfunc.PythonModel):
         return predict(self.model, columns)
 
 
-mlflow.models.set_model(ScorerModel())
+set_model(ScorerModel())

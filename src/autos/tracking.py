@@ -223,7 +223,7 @@ class Tracker:
                  probe_timeout: float = PROBE_TIMEOUT_S) -> None:
         self.enabled = enabled
         self.root = (root or project_root()).resolve()  # as_uri() below needs an absolute path
-        self._mlflow = None
+        self._mlflow: Any = None  # the mlflow module once enabled (imported lazily: it is slow to import)
         self.experiment_id: str | None = None
         if not enabled:
             return
@@ -309,7 +309,8 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self.enabled:
             return
-        numeric = {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {k: float(v) for k, v in flatten(metrics).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 

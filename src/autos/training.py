@@ -1,8 +1,7 @@
 """The one train/eval loop, used by IRP rounds, dense and sparse training, and every method that trains.
 
-Data live in memory as uint8 NCHW tensors (the prepared arrays); batches are shuffled with a seeded generator
-and augmented on the fly (random crop with 4-pixel zero padding + horizontal flip, the CIFAR standard used by
-the AutoS reference), so a run is deterministic under its seed with no loader workers. Masks, when given, hold
+Batches come from ``autos.batches`` (seeded, augmented, in memory); the memory layout from
+``autos.channels_last``. Masks, when given, hold
 through training: pruned gradients are zeroed before the step and pruned weights after it. Extensions (logging,
 early selection criteria) hook in through ``Callback``.
 """
@@ -12,149 +11,21 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from autos.batches import ImageData, Normalizer, iterate_batches
+from autos.channels_last import use_channels_last
 from autos.config import TrainRecipe
 from autos.masking import apply_masks_, mask_gradients_
 from autos.watchdog import beat
 
 log = logging.getLogger(__name__)
-
-
-class ImageData(Protocol):
-    """What the loop needs from a prepared dataset (``autos.data.PreparedData`` satisfies it)."""
-
-    train_x: Tensor
-    train_y: Tensor
-    test_x: Tensor
-    test_y: Tensor
-
-    @property
-    def mean(self) -> Sequence[float]: ...
-
-    @property
-    def std(self) -> Sequence[float]: ...
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but no CUDA device is available; use 'auto' or 'cpu'")
-    return torch.device(name)
-
-
-# Channels-last on CPU: measured 1.9-3.8x faster for training at widths >= 16 on the 2-core AVX2 EPYC (DESIGN.md
-# table, bench/results/throughput.json), but oneDNN's AVX2 1x1 backward-weights kernel (torch 2.13/2.14) segfaults
-# or spins forever with 4-8 input channels per group: seen at 64x64 (bench/results/channels_last_probe.json), and
-# reported at 32x32 and 16x16 on the same CPU family. So the CPU allow-list is what was measured safe: every conv
-# past the RGB stem has at least this many input channels per group. Anything else trains in the default layout.
-MIN_SAFE_CHANNELS_PER_GROUP = 16
-STEM_MAX_IN_CHANNELS = 3  # the 3x3 stem on RGB/grey input was measured safe in channels-last at every width
-
-
-def channels_last_is_safe(model: nn.Module, input_size: int | None = None) -> bool:
-    """True when every conv's shape is on the measured-safe CPU allow-list for channels-last (see above).
-
-    ``input_size`` is accepted for callers that know it, but the rule does not depend on it: the hang was reported
-    at 16, 32 and 64 px alike, so size gives no safety."""
-    del input_size
-    for module in model.modules():
-        if not isinstance(module, nn.Conv2d):
-            continue
-        per_group = module.in_channels // module.groups
-        is_stem = module.in_channels <= STEM_MAX_IN_CHANNELS and module.groups == 1 and module.kernel_size != (1, 1)
-        if not is_stem and per_group < MIN_SAFE_CHANNELS_PER_GROUP:
-            return False
-    return True
-
-
-def use_channels_last(setting: str, model: nn.Module, input_size: int, device: torch.device) -> bool:
-    """Whether the loop trains ``model`` in channels-last: ``auto`` and ``on`` mean "where known safe", so no
-    setting can reach the oneDNN hang; on CUDA channels-last is always allowed (faster with tensor cores)."""
-    if setting == "off":
-        return False
-    safe = device.type == "cuda" or channels_last_is_safe(model, input_size)
-    if setting == "on" and not safe:
-        log.warning("channels_last=on ignored: convs with < %d input channels per group hang or crash oneDNN's CPU "
-                    "channels-last backward (DESIGN.md); training in the default layout", MIN_SAFE_CHANNELS_PER_GROUP)
-    return safe
-
-
-# --------------------------------------------------------------------------- batches
-
-
-def augment_batch(x: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
-    """Random crop with zero padding + random horizontal flip, vectorised over a uint8 batch."""
-    b, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None].expand(b, c, h, w + 2 * padding)
-    out = padded.gather(2, rows)
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :].expand(b, c, h, w)
-    out = out.gather(3, cols)
-    flip = torch.rand(b, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
-
-
-@dataclass
-class Normalizer:
-    mean: Tensor
-    std: Tensor
-
-    @classmethod
-    def of(cls, data: ImageData, device: torch.device) -> Normalizer:
-        mean = torch.tensor(list(data.mean), dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
-        std = torch.tensor(list(data.std), dtype=torch.float32, device=device).view(1, -1, 1, 1) * 255
-        return cls(mean, std)
-
-    def __call__(self, x: Tensor, channels_last: bool) -> Tensor:
-        out = (x.float() - self.mean) / self.std
-        return out.contiguous(memory_format=torch.channels_last) if channels_last else out
-
-
-def iterate_batches(
-    x: Tensor,
-    y: Tensor,
-    batch_size: int,
-    *,
-    generator: torch.Generator | None,
-    augment: bool,
-    drop_last: bool = False,
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """uint8 batches in a seeded random order (``generator``) or in order (``None``)."""
-    n = x.shape[0]
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        xb = x[idx]
-        if augment:
-            xb = augment_batch(xb, generator if generator is not None else torch.Generator().manual_seed(0))
-        yield xb, y[idx]
-
-
-def scoring_batches(
-    data: ImageData, num_batches: int, batch_size: int, *, seed: int, device: torch.device, augment: bool = False
-) -> list[tuple[Tensor, Tensor]]:
-    """The first ``num_batches`` normalised training batches in a seeded order (for saliency scores)."""
-    generator = torch.Generator().manual_seed(seed)
-    norm = Normalizer.of(data, device)
-    out = []
-    for i, (xb, yb) in enumerate(iterate_batches(data.train_x, data.train_y, batch_size, generator=generator,
-                                                 augment=augment)):
-        if i >= num_batches:
-            break
-        out.append((norm(xb.to(device), channels_last=False), yb.to(device)))
-    return out
 
 
 @torch.no_grad()
@@ -281,10 +152,13 @@ def train(
     desc: str = "train",
     evaluate_every_epoch: bool = True,
     parameters: list[nn.Parameter] | None = None,
+    optimizer_factory: Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``recipe``; returns final- and best-epoch test accuracy.
 
     ``parameters`` restricts what the optimizer updates (default: all), for methods that learn gates or scores.
+    ``optimizer_factory(parameters, recipe)`` builds the optimizer (default ``make_optimizer``: the recipe's SGD);
+    the loop sets every group's lr to ``recipe.lr`` times the schedule's factor before each step.
     """
     model.to(device)
     input_size = int(data.train_x.shape[-1])
@@ -295,7 +169,7 @@ def train(
         masks = {k: v.to(device) for k, v in masks.items()}
         apply_masks_(model, masks)
     params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, recipe)
+    optimizer = (optimizer_factory or make_optimizer)(params, recipe)
     generator = torch.Generator().manual_seed(seed)
     norm = Normalizer.of(data, device)
     use_bf16 = recipe.precision == "bf16" and device.type == "cuda"
