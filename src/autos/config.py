@@ -337,6 +337,24 @@ class TrackingConfig(Strict):
         return value
 
 
+class ExecutionConfig(Strict):
+    """How the transfer stage runs its cells (autos.executors). It changes where work runs, not what it computes,
+    so it is no DVC param: switching backend re-runs nothing. CPU results depend on the torch thread count, so
+    compare backends at the same ``num_cpus``."""
+
+    backend: Literal["local", "ray"] = Field(default="local", description="local: in the stage process, in order")
+    address: str | None = Field(
+        default=None, description="ray: an existing cluster (host:port, 'auto' or ray://...); null: $RAY_ADDRESS, "
+        "else an embedded local instance")
+    num_cpus: Annotated[float, Field(gt=0, le=1024)] | None = Field(
+        default=None, description="CPUs per cell (torch threads = its integer part); null: all of them locally, "
+        "1 on Ray")
+    num_gpus: Annotated[float, Field(ge=0, le=64)] = Field(
+        default=0.0, description="GPUs per cell on Ray; fractions pack several cells on one GPU")
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=2, description="ray: retries of a failed cell (exception, out of memory, lost worker)")
+
+
 class StudyConfig(Strict):
     seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -349,6 +367,7 @@ class StudyConfig(Strict):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     transfer: TransferConfig
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     @field_validator("device")
     @classmethod

@@ -20,13 +20,14 @@ from torch import nn
 
 from autos import modifiers
 from autos.batches import ImageData
+from autos.cells import DENSE, CellKey, CellResult, plan_cells
 from autos.config import ModelSpec, StudyConfig
 from autos.health import effective_summary
 from autos.masking import Masks, classifier_name, mask_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
 from autos.records import RunKey
-from autos.training import TrainResult, evaluate_only, train
+from autos.training import evaluate_only, train
 
 log = logging.getLogger(__name__)
 
@@ -61,29 +62,30 @@ def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, densi
     raise ValueError(f"unknown modifier {modifier!r}")
 
 
-def run_target(
+def run_cell(
     cfg: StudyConfig,
-    target: str,
+    key: CellKey,
     data: ImageData,
     *,
     build: Callable[[int], nn.Module],
     device: torch.device,
     root: Path = Path("."),
     cache_dir: Path | None,
-    on_result: Callable[[RunKey, dict[str, Any], TrainResult], None],
-) -> list[dict[str, Any]]:
-    """Run every (method, sparsity, seed[, modifier]) for one target; ``on_result`` sees each row as it lands.
+) -> CellResult:
+    """One cell: select the mask of (method, sparsity, seed) once, then train the mask and each modifier's variant.
 
     ``root``: the repository root, against which methods resolve relative paths (AutoS's ``scorer_dir``).
     """
+    target, seed = key.target, key.seed
     spec: ModelSpec = cfg.transfer.targets[target]
     recipe = cfg.training.with_epochs(spec.epochs)
     input_size = int(data.train_x.shape[-1])
     num_classes = dataset_classes(data)
-    rows: list[dict[str, Any]] = []
+    result_rows: list[dict[str, Any]] = []
+    histories: list[list[dict[str, float]]] = []
 
     def record(run: RunKey, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
-               train_seed: int, train_model: bool = True) -> None:
+               train_model: bool = True) -> None:
         stats: dict[str, Any] = {}
         if masks is not None:
             summary = mask_summary(masks)
@@ -94,53 +96,71 @@ def run_target(
             stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
                          layer_effective_density=effective["layer_effective_density"])
         if train_model:
-            result = train(model, data, recipe, seed=train_seed, device=device, masks=masks,
-                           desc=f"{target} {run.name}")
+            result = train(model, data, recipe, seed=seed, device=device, masks=masks, desc=f"{target} {run.name}")
         else:
             result = evaluate_only(model, data, device=device, masks=masks, batch_size=recipe.eval_batch_size)
         if masks is not None:  # masks must hold through training (nonzero counts unchanged)
             params = dict(model.named_parameters())
             leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
             stats["pruned_nonzero_after_training"] = leaked
-        row = {**run.row_fields(), **stats, **result.metrics(), "select_seconds": select_seconds, "info": info,
-               "epochs": result.epochs}
-        rows.append(row)
-        on_result(run, row, result)
+        result_rows.append({**run.row_fields(), **stats, **result.metrics(), "select_seconds": select_seconds,
+                            "info": info, "epochs": result.epochs})
+        histories.append(result.history)
 
-    for seed in cfg.transfer.seeds:
-        init_model = build(seed)
-        _check_outputs(init_model, num_classes, target)
-        if cfg.transfer.dense:
-            record(RunKey(target, "dense", 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0, seed)
-        for method in cfg.transfer.methods:
-            pruner_class = PRUNERS.get(method)
-            pruner = pruner_class(pruner_class.Settings.model_validate(cfg.transfer.method_settings.get(method) or {},
-                                                                       strict=True))
-            for sparsity in cfg.transfer.sparsities:
-                density = 1.0 - sparsity
-                ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed,
-                                   num_classes=num_classes,
-                                   include_classifier=cfg.pruning.include_classifier, build_model=build,
-                                   cache_dir=cache_dir, root=root, features=cfg.features)
-                start = time.perf_counter()
-                result = pruner.prune(ctx, density)
-                select_seconds = time.perf_counter() - start
-                variants: list[tuple[str | None, Masks, dict[str, torch.Tensor] | None]] = [
-                    (None, result.masks, result.state_dict)]
-                for modifier in cfg.transfer.modifiers:
-                    if modifier == "invert" and result.scores is None:
-                        log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)",
-                                 method)
-                        continue
-                    masks, state = _apply_modifier(modifier, result, ctx, density, seed + 1)
-                    variants.append((modifier, masks, state))
-                for variant, masks, state in variants:
-                    model = copy.deepcopy(init_model)
-                    if state is not None:
-                        model.load_state_dict(state)
-                    run = RunKey(target, method, sparsity, seed, variant)
-                    # re-initialised weights are always trained: evaluating fresh weights would only show chance
-                    train_model = result.train or variant == "reinit"
-                    record(run, model, masks, dict(result.info), select_seconds, seed, train_model=train_model)
+    init_model = build(seed)
+    _check_outputs(init_model, num_classes, target)
+    if key.method == DENSE:
+        record(RunKey(target, DENSE, 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0)
+        return CellResult(key, result_rows, histories)
+    pruner_class = PRUNERS.get(key.method)
+    pruner = pruner_class(pruner_class.Settings.model_validate(cfg.transfer.method_settings.get(key.method) or {},
+                                                               strict=True))
+    density = 1.0 - key.sparsity
+    ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
+                       include_classifier=cfg.pruning.include_classifier, build_model=build, cache_dir=cache_dir,
+                       root=root, features=cfg.features)
+    start = time.perf_counter()
+    result = pruner.prune(ctx, density)
+    select_seconds = time.perf_counter() - start
+    variants: list[tuple[str | None, Masks, dict[str, torch.Tensor] | None]] = [(None, result.masks, result.state_dict)]
+    for modifier in cfg.transfer.modifiers:
+        if modifier == "invert" and result.scores is None:
+            log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)", key.method)
+            continue
+        masks, state = _apply_modifier(modifier, result, ctx, density, seed + 1)
+        variants.append((modifier, masks, state))
+    for variant, masks, state in variants:
+        model = copy.deepcopy(init_model)
+        if state is not None:
+            model.load_state_dict(state)
+        run = RunKey(target, key.method, key.sparsity, seed, variant)
+        # re-initialised weights are always trained: evaluating fresh weights would only show chance
+        train_model = result.train or variant == "reinit"
+        record(run, model, masks, dict(result.info), select_seconds, train_model=train_model)
+    return CellResult(key, result_rows, histories)
+
+
+def run_target(
+    cfg: StudyConfig,
+    target: str,
+    data: ImageData,
+    *,
+    build: Callable[[int], nn.Module],
+    device: torch.device,
+    root: Path = Path("."),
+    cache_dir: Path | None,
+    on_result: Callable[[RunKey, dict[str, Any], list[dict[str, float]]], None],
+) -> list[dict[str, Any]]:
+    """Every cell of one target, in this process and in order; ``on_result`` sees each row as it lands. (The
+    stage runs the same cells through ``autos.executors``: resumable, and on Ray when asked.)"""
+    rows: list[dict[str, Any]] = []
+    for key in plan_cells(cfg, target):
+        cell = run_cell(cfg, key, data, build=build, device=device, root=root, cache_dir=cache_dir)
+        for row, history in zip(cell.rows, cell.histories, strict=True):
+            rows.append(row)
+            on_result(run_key_of(row), row, history)
     return rows
 
+
+def run_key_of(row: dict[str, Any]) -> RunKey:
+    return RunKey(row["target"], row["method"], float(row["sparsity"]), int(row["seed"]), row.get("modifier") or None)

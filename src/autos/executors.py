@@ -1,0 +1,193 @@
+"""Run a target's sweep cells: in this process (``execution.backend: local``) or as Ray tasks (``ray``).
+
+Either way the driver (the stage process) skips cells whose result file exists (``autos.cells.CellStore``), saves
+each finished cell's rows at once, and hands every result to ``on_done`` in the cells' planned order, so MLflow is
+written by one process only and ``results.json`` has the same rows whatever the backend or the interruptions.
+
+Ray: with no ``execution.address`` (and no ``RAY_ADDRESS``) an embedded local instance starts with this
+machine's CPUs and GPUs; with an address, the stage joins that cluster (``ray start --head`` /
+``ray start --address``). A cell asks for ``execution.num_cpus`` / ``num_gpus`` (fractions pack several small
+trainings on one GPU); a worker gets only the cell's key and a small ``CellTask`` (the config, paths), loads the
+prepared data by path once per worker process, and returns the rows. A cell that raises, runs out of memory or
+loses its worker is retried ``execution.max_retries`` times, then reported with its id and error while the other
+cells go on; the stage exits non-zero at the end, with every finished cell kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autos.cells import CellKey, CellResult, CellStore, failed_cells_message
+from autos.config import ExecutionConfig, StudyConfig
+from autos.data.prepared import PreparedData, load_prepared
+from autos.device import resolve_device
+from autos.errors import AutosError
+from autos.models import model_for
+from autos.watchdog import beat
+
+log = logging.getLogger(__name__)
+
+
+class ExecutionError(AutosError):
+    """A backend that cannot start, a cluster that cannot run a cell, or cells that failed after retries."""
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """What a worker needs besides the cell's key: plain, picklable values only."""
+
+    cfg: StudyConfig
+    data_dir: Path
+    root: Path
+    cache_dir: Path
+    torch_threads: int | None
+
+
+@lru_cache(maxsize=2)
+def _prepared(data_dir: Path) -> PreparedData:
+    return load_prepared(data_dir)
+
+
+def remember_data(data_dir: Path, data: PreparedData) -> None:
+    """Let in-process cells use data the stage has loaded already (no second load)."""
+    _preloaded[Path(data_dir)] = data
+
+
+_preloaded: dict[Path, PreparedData] = {}
+
+
+def execute_cell(task: CellTask, key: CellKey) -> CellResult:
+    """Run one cell (in the driver or in a Ray worker)."""
+    from autos.transfer import run_cell  # transfer imports the pruners; workers pay for it once
+
+    if task.torch_threads is not None:
+        torch.set_num_threads(task.torch_threads)  # CPU results depend on the thread count: fix it per cell
+    data = _preloaded.get(task.data_dir) or _prepared(task.data_dir)
+    spec = task.cfg.transfer.targets[key.target]
+
+    def build(seed: int) -> torch.nn.Module:
+        return model_for(spec, num_classes=data.num_classes, input_size=data.image_size, seed=seed)
+
+    beat(f"cell {key.name}")
+    return run_cell(task.cfg, key, data, build=build, device=resolve_device(task.cfg.device), root=task.root,
+                    cache_dir=task.cache_dir)
+
+
+OnDone = Callable[[CellResult], None]
+
+
+def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellStore, execution: ExecutionConfig,
+              on_done: OnDone) -> list[CellResult]:
+    """Run every (key, cell id) not yet in ``store``; return all results in the given order."""
+    results: dict[str, CellResult] = {}
+    todo: list[tuple[CellKey, str]] = []
+    for key, cid in cells:
+        cached = store.load(key, cid)
+        if cached is not None:
+            results[cid] = cached
+        else:
+            todo.append((key, cid))
+    log.info("cells: %d of %d already finished, %d to run on the %s backend", len(results), len(cells), len(todo),
+             execution.backend)
+    emitted = 0
+
+    def emit_ready() -> None:
+        """Hand finished results to on_done in planned order (rows and MLflow runs keep their order)."""
+        nonlocal emitted
+        while emitted < len(cells) and cells[emitted][1] in results:
+            on_done(results[cells[emitted][1]])
+            emitted += 1
+
+    def finish(key: CellKey, cid: str, result: CellResult) -> None:
+        result.cell_id = cid
+        store.save(result)  # before anything else: a kill after this line loses nothing
+        results[cid] = result
+        log.info("cell %d/%d done: %s", len(results), len(cells), key.name)
+        emit_ready()
+
+    emit_ready()
+    failures: list[tuple[CellKey, str, str]] = []
+    if execution.backend == "local":
+        for key, cid in todo:
+            finish(key, cid, execute_cell(task, key))
+    else:
+        failures = _run_on_ray(todo, task, execution, finish)
+    if failures:
+        raise ExecutionError(failed_cells_message(failures))
+    return [results[cid] for _, cid in cells]
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def _check_address(address: str, timeout: float = 5.0) -> None:
+    """A Ray address that does not answer fails in seconds with its name (ray.init alone retries for minutes)."""
+    if address == "auto" or address.startswith("ray://"):
+        hostport = address.removeprefix("ray://") if address != "auto" else ""
+    else:
+        hostport = address
+    if not hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ExecutionError(
+            f"Ray cluster at {address!r} does not answer ({exc}); start it with `ray start --head`, fix "
+            "execution.address / RAY_ADDRESS, or use execution.backend: local") from None
+
+
+def _start_ray(execution: ExecutionConfig) -> Any:
+    import ray
+
+    address = execution.address or os.environ.get("RAY_ADDRESS") or None
+    if not ray.is_initialized():
+        if address:
+            _check_address(address)
+            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+        else:  # embedded: this machine's CPUs and GPUs
+            ray.init(log_to_driver=False, include_dashboard=False)
+    resources = ray.cluster_resources()
+    for name, wanted in (("CPU", execution.num_cpus or 1.0), ("GPU", execution.num_gpus)):
+        have = float(resources.get(name, 0.0))
+        if wanted > have:
+            raise ExecutionError(f"a cell asks for {wanted:g} {name}(s) (execution.num_{name.lower()}s) but the Ray "
+                                 f"cluster has {have:g}; lower it or add nodes")
+    return ray
+
+
+def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: ExecutionConfig,
+                finish: Callable[[CellKey, str, CellResult], None]) -> list[tuple[CellKey, str, str]]:
+    if not todo:
+        return []
+    ray = _start_ray(execution)
+    remote = ray.remote(execute_cell).options(
+        num_cpus=execution.num_cpus or 1.0, num_gpus=execution.num_gpus,
+        max_retries=execution.max_retries,  # lost workers (a crash, an out-of-memory kill)
+        retry_exceptions=execution.max_retries > 0,  # exceptions raised by the cell itself
+    )
+    task_ref = ray.put(task)
+    pending = {remote.remote(task_ref, key): (key, cid) for key, cid in todo}
+    failures: list[tuple[CellKey, str, str]] = []
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        key, cid = pending.pop(done[0])
+        try:
+            result = ray.get(done[0])
+        except Exception as exc:  # noqa: BLE001 - any cell failure is reported with its id; the rest go on
+            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            log.error("cell %s [%s] failed after %d retries: %s", key.name, cid, execution.max_retries, message)
+            failures.append((key, cid, message))
+            continue
+        finish(key, cid, result)
+    return failures
