@@ -2,10 +2,11 @@
 ``autos.channels_last.channels_last_is_safe``).
 
 oneDNN's AVX2 1x1 backward-weights kernel (torch 2.13/2.14) segfaults or spins forever for some small channel
-counts (DESIGN.md), so every case runs in its own subprocess under a timeout: a crash or a hang is recorded, not
-suffered. Two probes: a single conv (in_channels, size, kernel, stride) and a whole ResNet-18 / VGG-16 at a width,
-each for both thread settings (OMP_NUM_THREADS=1 and the default). Also records whether the allow-list accepts
-each network, so a shape it accepts that crashed here would show at a glance (``accepted_but_failed``).
+counts (docs/reliability.md, "No hang, no crash on CPU"), so every case runs in its own subprocess under a timeout:
+a crash or a hang is recorded, not suffered. Two probes: a single conv (in_channels, size, kernel, stride) and a
+whole ResNet-18 / VGG-16 at a width, each for both thread settings (OMP_NUM_THREADS=1 and the default). Also
+records whether the allow-list accepts each network, so a shape it accepts that crashed here would show at a glance
+(``accepted_but_failed``).
 
     .venv/bin/python bench/channels_last_probe.py   # ~2 min on 2 cores; writes bench/results/channels_last_probe.json
 """

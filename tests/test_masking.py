@@ -94,7 +94,8 @@ def test_schedules_closed_form(num_rounds: int, final: float) -> None:
         assert math.isclose(linear[k - 1], 1 - (1 - final) * k / num_rounds)
         assert math.isclose(geometric[k - 1], final ** (k / num_rounds))
     assert math.isclose(linear[-1], final) and math.isclose(geometric[-1], final)
-    if num_rounds == 20:  # the reference: every round removes 4.95% of the original count (autos.md 2.2)
+    # the reference: every round removes 4.95% of the original count (docs/reference/autos.md §2.2)
+    if num_rounds == 20:
         assert math.isclose(linear[0] - linear[1], 0.0495)
 
 

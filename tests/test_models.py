@@ -1,5 +1,5 @@
 """Every registered model builds for any class count / input size, and every shipped profile's model shapes
-train one step in the layout the loop would choose (guards the oneDNN channels-last crash, DESIGN.md)."""
+train one step in the layout the loop would choose (guards the oneDNN channels-last crash, docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_same_seed_same_init_and_paper_sizes() -> None:
     c = build_model("resnet18", num_classes=10, width=8, input_size=32, seed=4)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
-    # prunable counts of the paper's networks (autos.md 2.1 and 6.1)
+    # prunable counts of the paper's networks (docs/reference/autos.md §2.1 and §6.1)
     count = lambda m: sum(p.numel() for p in prunable_parameters(m).values())  # noqa: E731
     assert count(build_model("resnet18", num_classes=10, width=64, input_size=32, seed=0)) == 11_164_352
     assert count(build_model("resnet18", num_classes=200, width=64, input_size=64, seed=0)) == 11_261_632
@@ -43,7 +43,8 @@ def test_same_seed_same_init_and_paper_sizes() -> None:
 @pytest.mark.parametrize("width", [4, 8])
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_channels_last_refused_on_cpu_below_16_channels(width: int, size: int) -> None:
-    # oneDNN's AVX2 1x1 backward hangs or crashes with 4-8 input channels at 16, 32 and 64 px (DESIGN.md)
+    # oneDNN's AVX2 1x1 backward hangs or crashes with 4-8 input channels at 16, 32 and 64 px (docs/reliability.md;
+    # the 64 px crashes are recorded in bench/results/channels_last_probe.json)
     for name in MODELS.names():
         model = build_model(name, num_classes=10, width=width, input_size=size, seed=0)
         assert not channels_last_is_safe(model, size)

@@ -1,5 +1,5 @@
-"""Methods that train to select a mask: K-starts, dissipating gradients, their combination (methods.md 3),
-Pruning from Scratch (2), Lottery Jackpots (4) and IMP on the target (10).
+"""Methods that train to select a mask (docs/reference/methods.md): K-starts, dissipating gradients, their
+combination (§3), Pruning from Scratch (§2), Lottery Jackpots (§4) and IMP on the target (§10).
 
 CPU only and fast: width-4 ResNet-18 / VGG-16-BN at 32x32, 64 synthetic images, one-epoch phases.
 Kept-count tolerances: exact ``kept_count(N, density)`` for every global method; K-starts keeps

@@ -1,13 +1,14 @@
 """The one definition of per-weight features, used for the source table AND on every transfer target.
 
-Base features (AutoS reference, autos.md section 4): ``w0``, the signed initial weight, and ``g0``, the signed
+Base features (AutoS reference, docs/reference/autos.md §4): ``w0``, the signed initial weight, and ``g0``, the signed
 initial loss gradient: per-batch gradients of the batch-mean cross-entropy, summed over one pass of the training
 set (``gradient_reduction='sum'``; 'mean' divides by the number of batches, removing the dependence on the
 dataset size), taken with BN in eval mode and the training augmentation, as the reference code does.
 
 Extra columns (``EXTRA_FEATURES``) are pure functions of a layer's (w0, g0) and its shape. They exist because
 the raw features are not comparable across initialisation schemes (VGG's fan-in vs the ResNet's fan-out
-Kaiming init; DESIGN.md "quick probe"): per-layer standardised values and layer descriptors let a scorer
+Kaiming init, docs/reference/autos.md §4; in an early probe a scorer on raw-scale features, moved from ResNet-18
+to VGG-16, allocated per-layer density badly): per-layer standardised values and layer descriptors let a scorer
 transfer across architectures. Which columns a scorer reads is the scorer's setting.
 """
 
@@ -117,7 +118,7 @@ def initial_gradients(
     """g0 per prunable weight: per-batch mean-loss gradients summed (or averaged) over the pass
     (``autos.saliency.summed_gradients``, the accumulation SNIP and GraSP share)."""
     was_training = model.training
-    model.eval()  # reference: BN in eval mode, i.e. init running stats (autos.md section 4)
+    model.eval()  # reference: BN in eval mode, i.e. init running stats (docs/reference/autos.md §4)
     norm = Normalizer.of(data, device)
     generator = torch.Generator().manual_seed(seed)
     batches = (

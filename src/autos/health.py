@@ -1,4 +1,4 @@
-"""Mask health: layer collapse and effective sparsity (methods.md sections 0.5 and 11, S5).
+"""Mask health: layer collapse and effective sparsity (docs/reference/methods.md §0.5 and §11, S5).
 
 A kept weight is *effective* only if it lies on some input -> output path; kept weights cut off from the input
 or from the output change nothing and count as pruned in the effective sparsity. Computed generically with

@@ -3,9 +3,10 @@
 Each round scores the current model (magnitude of the trained weights, or SNIP), prunes globally to the
 round's density (``autos.schedules``; already pruned weights stay pruned), rewinds the survivors to their
 initial values and retrains with the study recipe. The label of a weight is the number of rounds it survived,
-0..P (autos.md section 3). With ``train_dense_first`` the dense net is trained before round 1 (lottery-ticket
-IMP: round 1 then scores trained weights); without it, round 1 scores the untrained init, as the reference
-code does. ``rewind_batchnorm=False`` rewinds only the prunable weights, as the reference (autos.md 2.3).
+0..P (docs/reference/autos.md §3). With ``train_dense_first`` the dense net is trained before round 1
+(lottery-ticket IMP: round 1 then scores trained weights); without it, round 1 scores the untrained init, as the
+reference code does. ``rewind_batchnorm=False`` rewinds only the prunable weights, as the reference
+(docs/reference/autos.md §2.3).
 
 A killed run resumes from its last finished round: every round writes a checkpoint (atomically, fsynced) under
 ``resume_dir``, keyed by a fingerprint of everything that determines the result (the data by its sha256). A
@@ -112,7 +113,7 @@ def _criterion_scores(model: nn.Module, data: ImageData, names: list[str], cfg: 
     if cfg.criterion == "magnitude":
         return {n: params[n].detach().abs().cpu() for n in names}
     batches = scoring_batches(data, cfg.snip_batches, 256, seed=seed, device=device)
-    model.eval()  # reference scores with model.eval() (autos.md 2.3, step 1)
+    model.eval()  # reference scores with model.eval() (docs/reference/autos.md §2.3, step 1)
     scores = snip_scores(model, batches, names, train_mode=False)
     model.zero_grad(set_to_none=True)
     return scores

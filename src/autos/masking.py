@@ -33,7 +33,7 @@ def classifier_name(model: nn.Module) -> str:
 def prunable_parameters(model: nn.Module, include_classifier: bool = True) -> dict[str, nn.Parameter]:
     """Weights of every Conv2d and Linear layer, in module order (biases and BN are never pruned).
 
-    Whether the classifier is prunable differs between lineages (methods.md section 0.1): the AutoS
+    Whether the classifier is prunable differs between lineages (docs/reference/methods.md §0.1): the AutoS
     reference prunes it, open_lth's VGG and Lottery Jackpots do not. It is a study parameter.
     """
     skip = None if include_classifier else classifier_name(model)

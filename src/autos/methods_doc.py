@@ -22,7 +22,8 @@ Select methods with `transfer.methods` and override settings under `transfer.met
 Kinds: `pai` selects at initialization, `early` trains a little first, `trained` needs a trained model.
 Score methods (`ScorePruner`) share `scope`, `iterations` and `invert` (`autos.pruners.base.ScoreSettings`):
 any of them runs one-shot or on Synaptic-Flow's iterative schedule; every result records the scope it used.
-The formulas, reference settings and pitfalls behind each method are cited in its module's comments.
+The formulas, reference settings and pitfalls behind each method are cited in its module's comments, from the
+research digests `docs/reference/methods.md` and `docs/reference/autos.md`.
 """
 
 

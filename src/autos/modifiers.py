@@ -1,4 +1,4 @@
-"""Frankle et al. 2021 sanity checks, applicable to any method's ``PruneResult`` (methods.md section 11).
+"""Frankle et al. 2021 sanity checks, applicable to any method's ``PruneResult`` (docs/reference/methods.md §11).
 
 - S1 ``shuffle_within_layers``: same count per layer, positions permuted uniformly. A real copy, unlike
   Synaptic-Flow's ``shuffle()``, which permutes into a local variable and is a no-op (section 7 bugs).

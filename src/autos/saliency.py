@@ -24,7 +24,7 @@ def summed_gradients(
 ) -> tuple[dict[str, Tensor], int]:
     """Sum over ``batches`` of the gradient of the batch-mean cross-entropy, for the parameters ``names``.
 
-    One ``backward`` per batch into ``.grad`` (Synaptic-Flow's accumulation; methods.md section 5), the logits
+    One ``backward`` per batch into ``.grad`` (Synaptic-Flow's accumulation; docs/reference/methods.md §5), the logits
     divided by ``temperature`` when given (GraSP). The model is used in the mode the caller set (train/eval BN)
     and its ``.grad`` are cleared before and after. Returns ({name: summed gradient}, number of batches).
     """
@@ -51,7 +51,7 @@ def summed_gradients(
 
 def snip_scores(model: torch.nn.Module, batches: list, names: list[str], train_mode: bool = True) -> Scores:
     """SNIP connection sensitivity |w * g| (Lee et al. 2019), g summing the batch-mean loss gradients over
-    ``batches`` (``summed_gradients``; methods.md section 5). Train-mode BN by default (section 0.6)."""
+    ``batches`` (``summed_gradients``; docs/reference/methods.md §5). Train-mode BN by default (§0.6)."""
     model.train(train_mode)
     params = dict(model.named_parameters())
     grads, _ = summed_gradients(model, batches, names)

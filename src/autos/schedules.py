@@ -1,7 +1,8 @@
 """IRP density schedules: the density after each pruning round (pure functions).
 
 ``linear``: every round removes the same count, (1 - d_final)/P of the original weights, so the density after
-round k is 1 - (1 - d_final) k / P. This is the AutoS reference's final ``num`` schedule (autos.md section 2.2).
+round k is 1 - (1 - d_final) k / P. This is the AutoS reference's final ``num`` schedule
+(docs/reference/autos.md §2.2).
 ``geometric``: every round keeps the same fraction of the survivors, d_final^(1/P), as lottery-ticket IMP
 (open_lth prunes 20% of the remainder per round, i.e. geometric).
 """

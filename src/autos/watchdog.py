@@ -1,7 +1,7 @@
 """A stall watchdog: a step that makes no progress for minutes says so in the log, with every thread's stack.
 
-A hang inside a native kernel (the oneDNN channels-last backward, DESIGN.md) is otherwise silent: the stage just
-stops printing. Long-running work calls ``beat(what)``; a daemon thread, started by the first beat, logs one
+A hang inside a native kernel (the oneDNN channels-last backward, docs/reliability.md) is otherwise silent: the
+stage just stops printing. Long-running work calls ``beat(what)``; a daemon thread, started by the first beat, logs one
 warning per stall naming the last thing that beat and dumps all Python stacks (``faulthandler``), then logs again
 when progress resumes. ``AUTOS_WATCHDOG_SECONDS`` sets the stall limit (default 300; 0 disables it).
 """

@@ -3,7 +3,8 @@
 This is the architecture of the AutoS reference code (from pytorch-cifar100), used for CIFAR-10 and, with
 64x64 inputs and 200 classes, Tiny ImageNet. ``width`` is the channel count of the first stage (64 in the
 paper); stages use width x (1, 2, 4, 8). Initialisation follows the reference: Kaiming-normal (fan_out, relu)
-for convolutions, BN weight 1 / bias 0, PyTorch's default for the classifier (reference autos.md, section 4).
+for convolutions, BN weight 1 / bias 0, PyTorch's default for the classifier (AutoS reference:
+docs/reference/autos.md §4).
 """
 
 from __future__ import annotations

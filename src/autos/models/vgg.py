@@ -3,7 +3,8 @@
 Thirteen 3x3 convolutions with bias, each followed by BN and ReLU, max-pools after stages 1-4, then a global
 average pool and a single Linear(8 x width, num_classes). ``width`` is the first stage's channel count (64 in
 the paper). Kaiming-normal (fan_in) initialisation for convs and the classifier, as open_lth; this differs from
-the ResNet's fan_out, which is exactly the covariate shift AutoS must cope with at transfer (DESIGN.md).
+the ResNet's fan_out, which is exactly the covariate shift AutoS must cope with at transfer
+(docs/reference/autos.md §4).
 The reference uses AvgPool2d(2) at 32x32; the adaptive pool is identical there and also accepts 64x64.
 """
 

@@ -2,7 +2,7 @@
 
 The target's features come from ``autos.features.weight_features``, the same function that built the source
 table, so training and transfer share one feature definition. Scores are the scorer's raw regression outputs
-(higher = survives longer), ranked globally as in the reference (autos.md section 5.3).
+(higher = survives longer), ranked globally as in the reference (docs/reference/autos.md §5.3).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class AutoSSettings(ScoreSettings):
 
 @PRUNERS.register("autos")
 class AutoS(ScorePruner[AutoSSettings]):
-    """The learned scorer's output for every weight's features, ranked globally (autos.md section 5.3)."""
+    """The learned scorer's output for every weight's features, ranked globally (docs/reference/autos.md §5.3)."""
 
     Settings = AutoSSettings
     needs_data = True

@@ -78,7 +78,9 @@ class DataSettings(ScoreSettings):
     num_batches: int = Field(default=1, ge=1, description="training batches the score is summed over")
     batch_size: int = Field(default=256, ge=1, description="images per scoring batch")
     train_mode: bool = Field(
-        default=True, description="BN in train mode while scoring (methods.md 0.6: data-driven scores use batch stats)"
+        default=True,
+        description="BN in train mode while scoring (docs/reference/methods.md §0.6: data-driven scores use "
+        "batch stats)",
     )
 
 

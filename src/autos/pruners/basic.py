@@ -22,7 +22,7 @@ class RandomSettings(ScoreSettings):
 
 @PRUNERS.register("random")
 class RandomUniform(ScorePruner[RandomSettings]):
-    """Uniform random per layer: every prunable layer keeps the same density (methods.md section 9)."""
+    """Uniform random per layer: every prunable layer keeps the same density (docs/reference/methods.md §9)."""
 
     Settings = RandomSettings
 
@@ -34,7 +34,7 @@ class RandomUniform(ScorePruner[RandomSettings]):
 
 @PRUNERS.register("magnitude")
 class Magnitude(ScorePruner[ScoreSettings]):
-    """|w0|. Global by default, which collapses layers when init scales differ (methods.md section 8)."""
+    """|w0|. Global by default, which collapses layers when init scales differ (docs/reference/methods.md §8)."""
 
     Settings = ScoreSettings
 

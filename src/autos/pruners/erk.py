@@ -1,4 +1,4 @@
-"""Random pruning with Erdős–Rényi-Kernel layer densities (Evci et al. 2020, RigL; methods.md section 9).
+"""Random pruning with Erdős–Rényi-Kernel layer densities (Evci et al. 2020, RigL; docs/reference/methods.md §9).
 
 ERK gives layer l the density d_l = eps * (n_in + n_out + k_h + k_w) / (n_in * n_out * k_h * k_w) (ER,
 (n_in + n_out) / (n_in * n_out), for Linear), with eps solved so the kept total is the requested density.
@@ -24,7 +24,7 @@ from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult
 def _erk_raw(shape: torch.Size) -> float:
     """(sum of dims) / (product of dims): conv (n_out, n_in, k_h, k_w) gives the ERK ratio, linear the ER one.
 
-    methods.md section 9 pitfall: the kernel dims must be in the numerator and the denominator for convs.
+    docs/reference/methods.md §9 pitfall: the kernel dims must be in the numerator and the denominator for convs.
     """
     if len(shape) not in (2, 4):
         raise ValueError(f"ERK expects Linear (2-d) or Conv2d (4-d) weights, got shape {tuple(shape)}")
@@ -86,7 +86,7 @@ def erk_counts(shapes: Mapping[str, torch.Size], density: float) -> dict[str, in
 
 @PRUNERS.register("random_erk")
 class RandomERK(Pruner[NoSettings]):
-    """Random positions at ERK layer densities (methods.md section 9; S4 of section 11)."""
+    """Random positions at ERK layer densities (docs/reference/methods.md §9; S4 of §11)."""
 
     Settings = NoSettings
 

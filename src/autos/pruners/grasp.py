@@ -1,9 +1,10 @@
-"""GraSP (Wang, Zhang & Grosse, ICLR 2020; official ``alecwangcq/GraSP``, ``pruner/GraSP.py``): methods.md section 6.
+"""GraSP (Wang, Zhang & Grosse, ICLR 2020; official ``alecwangcq/GraSP``, ``pruner/GraSP.py``):
+docs/reference/methods.md §6.
 
 SIGN CONVENTION (the method's most common bug). The paper scores S(-theta) = -theta * (H g) and REMOVES the
 weights with the LARGEST S, i.e. it keeps the smallest -theta * Hg. Our contract is "higher score = keep", so
 ``score`` returns ``theta * Hg`` (= -S): keeping the top of theta * Hg is exactly GraSP. Synaptic-Flow computes the
-same theta * Hg and masks its lowest values (methods.md section 6). Scores are signed: invert them by negation.
+same theta * Hg and masks its lowest values (docs/reference/methods.md §6). Scores are signed: invert them by negation.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from autos.saliency import summed_gradients
 
 
 class GraSPSettings(ScoreSettings):
-    # methods.md section 6, step 2: 10 images per class on CIFAR-10/100 (official configs), split in two halves.
+    # docs/reference/methods.md §6, step 2: 10 images per class on CIFAR-10/100 (official configs), split in two
+    # halves.
     samples_per_class: int = Field(default=10, ge=2, description="class-balanced images per class, split in two halves")
     # The official CIFAR-100 ResNet-32 config uses 5 per class x 2 draws, Tiny-ImageNet 1 per class x 10 draws;
     # with 1 per class a half cannot be balanced.
@@ -32,7 +34,7 @@ class GraSPSettings(ScoreSettings):
     reinit_linear: bool = Field(
         default=True, description="re-initialise Linear weights Xavier-normal in the scoring copy"
     )
-    # methods.md section 0.6.
+    # docs/reference/methods.md §0.6.
     train_mode: bool = Field(default=True, description="score with batch statistics (train-mode BN)")
 
 

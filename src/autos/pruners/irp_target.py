@@ -1,4 +1,4 @@
-"""Lottery-ticket IMP on the target itself (methods.md section 10): an upper-bound reference, not a PaI method.
+"""Lottery-ticket IMP on the target itself (docs/reference/methods.md §10): an upper-bound reference, not a PaI method.
 
 Train dense, prune globally by the magnitude of the trained weights, rewind the survivors to init, retrain;
 repeat until the requested density. It reuses the source-model IRP loop (``autos.irp.run_irp``, with
@@ -61,7 +61,8 @@ def num_rounds_for(settings: IRPTargetSettings, density: float) -> int:
 
 @PRUNERS.register("irp")
 class IRPTarget(Pruner[IRPTargetSettings]):
-    """methods.md 10. Cost: P + 1 trainings of ``epochs_per_round`` (dense + P masked), see the note in info."""
+    """docs/reference/methods.md §10. Cost: P + 1 trainings of ``epochs_per_round`` (dense + P masked), see the
+    note in info."""
 
     Settings = IRPTargetSettings
     needs_data = True

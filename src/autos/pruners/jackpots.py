@@ -1,12 +1,13 @@
-"""Lottery Jackpots (Zhang et al., arXiv 2104.08700 / TPAMI 2023; methods.md section 4): a mask searched in a
+"""Lottery Jackpots (Zhang et al., arXiv 2104.08700 / TPAMI 2023; docs/reference/methods.md §4): a mask searched in a
 *trained* dense model whose weights never change. Not PaI: a pruning-after-training, no-weight-tuning reference.
 
 1. Train a copy of the target densely with the study recipe (``dense_epochs``; cached in ``ctx.cache_dir`` under
    a hash of architecture, init, seed, recipe and data).
 2. Per-layer budgets from the global magnitude threshold over the prunable weights except the classifier, which
-   stays dense (methods.md 4 step 2). When the classifier is in the prunable set (``ctx.include_classifier``) it
-   still counts in the total: the other layers share ``kept_count(N, density) - N_classifier`` weights, so the
-   achieved density over the prunable set equals the request exactly.
+   stays dense (docs/reference/methods.md §4 step 2). When the classifier is in the prunable set
+   (``ctx.include_classifier``) it still counts in the total: the other layers share
+   ``kept_count(N, density) - N_classifier`` weights, so the achieved density over the prunable set equals the
+   request exactly.
 3. Scores s initialised 1 (kept) / ``pruned_score`` (pruned), b the magnitude mask (step 3); forward W * b,
    straight-through dL/ds := dL/db (2023 upload, step 4), implemented with a parametrization on each weight.
 4. All weights frozen, BN affine included; BN running stats update in train mode (step 5). Only the scores are
@@ -176,7 +177,8 @@ class ShortRestriction(Callback):
 
 @PRUNERS.register("lottery_jackpots")
 class LotteryJackpots(Pruner[JackpotsSettings]):
-    """methods.md 4. Cost: a dense training (``dense_epochs``, cached) + ``search_epochs`` score epochs."""
+    """docs/reference/methods.md §4. Cost: a dense training (``dense_epochs``, cached) + ``search_epochs`` score
+    epochs."""
 
     Settings = JackpotsSettings
     needs_data = True
@@ -190,7 +192,8 @@ class LotteryJackpots(Pruner[JackpotsSettings]):
         model.load_state_dict(dense_state)
         model.to(ctx.device)
         for p in model.parameters():
-            p.requires_grad_(False)  # every weight and bias frozen, BN affine included (methods.md 4 step 5)
+            # every weight and bias frozen, BN affine included (docs/reference/methods.md §4 step 5)
+            p.requires_grad_(False)
 
         names = ctx.prunable_names()
         params = dict(model.named_parameters())

@@ -1,7 +1,8 @@
-"""K-starts, dissipating gradients and their combination (Haroon, arXiv 2209.02201; methods.md section 3).
+"""K-starts, dissipating gradients and their combination (Haroon, arXiv 2209.02201; docs/reference/methods.md §3).
 
-Only the abstract is available, so these are the operationalisations of methods.md 3a-3c; every choice the
-abstract leaves open ("choose" in methods.md) is a setting and is reported in ``PruneResult.info``.
+Only the abstract is available, so these are the operationalisations of docs/reference/methods.md §3a-3c; every
+choice the abstract leaves open ("choose" in docs/reference/methods.md §3) is a setting and is reported in
+``PruneResult.info``.
 
 - ``kstarts`` (3a): k random masks with identical per-layer densities, each trained from the same init with
   the same data order for ``select_epochs``; the fittest (magnitude / gradient accumulation / both) wins and
@@ -46,11 +47,13 @@ from autos.training import Callback, TrainState, train
 
 log = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------- K-starts (methods.md 3a)
+# ---------------------------------------- K-starts (docs/reference/methods.md §3a)
 
 
 class KStartsCore(NoSettings):
-    k: PositiveInt = Field(default=5, description="number of random candidate masks (methods.md 3a: 3-10)")
+    k: PositiveInt = Field(
+        default=5, description="number of random candidate masks (docs/reference/methods.md §3a: 3-10)"
+    )
     select_epochs: PositiveInt = Field(default=1, description="E_s: epochs each candidate trains before selection")
     fitness: Literal["magnitude", "gradient", "both"] = Field(
         default="magnitude",
@@ -167,7 +170,7 @@ def kstarts_select(
 
 @PRUNERS.register("kstarts")
 class KStarts(Pruner[KStartsSettings]):
-    """methods.md 3a. Cost: k * select_epochs sparse epochs (``extra_epochs``)."""
+    """docs/reference/methods.md §3a. Cost: k * select_epochs sparse epochs (``extra_epochs``)."""
 
     Settings = KStartsSettings
     needs_data = True
@@ -180,7 +183,7 @@ class KStarts(Pruner[KStartsSettings]):
         return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else state, scope="layerwise")
 
 
-# --------------------------------------------------------------------------- dissipating gradients (methods.md 3b)
+# ---------------------------------------- dissipating gradients (docs/reference/methods.md §3b)
 
 
 class DissipatingCore(NoSettings):
@@ -205,7 +208,7 @@ class DissipatingSettings(DissipatingCore):
 
 
 class Dissipation(Callback):
-    """Prunes at every epoch end (methods.md 3b steps 2-5) by updating the loop's masks in place."""
+    """Prunes at every epoch end (docs/reference/methods.md §3b steps 2-5) by updating the loop's masks in place."""
 
     def __init__(self, theta0: Mapping[str, Tensor], alive: Masks, groups: list[tuple[list[str], int]],
                  settings: DissipatingCore) -> None:
@@ -276,7 +279,8 @@ def dissipate(
 
 @PRUNERS.register("dissipating")
 class Dissipating(Pruner[DissipatingSettings]):
-    """methods.md 3b, from the dense network. Cost: ``dissipating_epochs`` dense epochs (early-training pruning)."""
+    """docs/reference/methods.md §3b, from the dense network. Cost: ``dissipating_epochs`` dense epochs
+    (early-training pruning)."""
 
     Settings = DissipatingSettings
     needs_data = True
@@ -292,7 +296,7 @@ class Dissipating(Pruner[DissipatingSettings]):
         return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model), scope=s.scope)
 
 
-# --------------------------------------------------------------------------- combination (methods.md 3c)
+# ---------------------------------------- combination (docs/reference/methods.md §3c)
 
 
 class KStartsDissipatingSettings(NoSettings):
@@ -307,7 +311,8 @@ class KStartsDissipatingSettings(NoSettings):
 
 @PRUNERS.register("kstarts_dissipating")
 class KStartsDissipating(Pruner[KStartsDissipatingSettings]):
-    """methods.md 3c. Drift is measured against the target's init (the K-starts winner has already moved)."""
+    """docs/reference/methods.md §3c. Drift is measured against the target's init (the K-starts winner has already
+    moved)."""
 
     Settings = KStartsDissipatingSettings
     needs_data = True

@@ -1,8 +1,8 @@
-"""Pruning from Scratch (Wang et al., AAAI 2020; methods.md section 2), expressed as an unstructured mask.
+"""Pruning from Scratch (Wang et al., AAAI 2020; docs/reference/methods.md §2), expressed as an unstructured mask.
 
-Step 1 (methods.md 2, "learn the gates"): channel gates alpha (init 1) scale the output of every gated BN:
-every conv's BN in VGG, only ``bn1`` inside each ResNet BasicBlock (residual channels are never pruned). The
-weights and BN affine parameters stay at their random init (not optimised, ``requires_grad`` off); BN runs in
+Step 1 (docs/reference/methods.md §2, "learn the gates"): channel gates alpha (init 1) scale the output of every
+gated BN: every conv's BN in VGG, only ``bn1`` inside each ResNet BasicBlock (residual channels are never pruned).
+The weights and BN affine parameters stay at their random init (not optimised, ``requires_grad`` off); BN runs in
 train mode. The loss is CE + lambda * (mean |alpha| - r)^2; the gates are updated by Adam (lr 0.01) and clamped
 to [0, 1] after every step. The shared loop steps that Adam (``train(optimizer_factory=...)``, the recipe's lr set
 to the gate lr with a constant schedule); ``GatePenalty`` (a Callback) adds the penalty gradient before the step,
@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 
 
 class PfSSettings(NoSettings):
-    gate_epochs: PositiveInt = Field(default=10, description="epochs of gate learning (methods.md 2: 10)")
+    gate_epochs: PositiveInt = Field(
+        default=10, description="epochs of gate learning (docs/reference/methods.md §2: 10)"
+    )
     gate_lr: PositiveFloat = Field(default=0.01, description="Adam lr of the gates")
     penalty: float = Field(default=0.5, ge=0, description="lambda of lambda * (mean|alpha| - r)^2 (CIFAR 0.5)")
     gate_target: float = Field(default=0.2, gt=0, le=1, description="r: target mean gate and snapshot criterion")
@@ -136,7 +138,8 @@ class GatePenalty(Callback):
 def learn_gates(ctx: PruneContext, groups: list[GateGroup], s: PfSSettings) -> tuple[list[Tensor], dict[str, Any]]:
     model = ctx.copy_model()
     for p in model.parameters():
-        p.requires_grad_(False)  # frozen weights and BN affine (methods.md 2 pitfall: else network slimming)
+        # frozen weights and BN affine (docs/reference/methods.md §2 pitfall: else network slimming)
+        p.requires_grad_(False)
     modules = dict(model.named_modules())
     gates = [nn.Parameter(torch.ones(g.channels, device=ctx.device)) for g in groups]
     for group, gate in zip(groups, gates, strict=True):
@@ -233,7 +236,8 @@ def top_channels(gates: list[Tensor], k: int, min_channels: int) -> list[Tensor]
 
 @PRUNERS.register("pruning_from_scratch")
 class PruningFromScratch(Pruner[PfSSettings]):
-    """methods.md 2. Cost: ``gate_epochs`` epochs of gate learning (forward + activation backward only)."""
+    """docs/reference/methods.md §2. Cost: ``gate_epochs`` epochs of gate learning (forward + activation backward
+    only)."""
 
     Settings = PfSSettings
     needs_data = True

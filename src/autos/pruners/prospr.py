@@ -1,4 +1,5 @@
-"""ProsPr, Prospect Pruning (Alizadeh et al., ICLR 2022; ``mil-ad/prospr``, ``prospr/prospr.py``): methods.md section 1.
+"""ProsPr, Prospect Pruning (Alizadeh et al., ICLR 2022; ``mil-ad/prospr``, ``prospr/prospr.py``):
+docs/reference/methods.md §1.
 
 Score = |dL_meta/dc| at c = 1, where c multiplies the initial prunable weights, theta_0 = c * theta_init, and
 L_meta is the loss after M unrolled SGD steps from theta_0. The gradient flows through the whole trajectory
@@ -22,7 +23,7 @@ from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
 
 
 class ProsPrSettings(ScoreSettings):
-    # CLI defaults of the reference (methods.md section 1 "Hyperparameters"): 3 steps, lr 0.1, momentum 0,
+    # CLI defaults of the reference (docs/reference/methods.md §1 "Hyperparameters"): 3 steps, lr 0.1, momentum 0,
     # meta-batch 128, full meta-gradients, the same batch in every inner step.
     num_steps: int = Field(default=3, ge=0, description="M unrolled SGD steps (0 = SNIP)")
     inner_lr: float = Field(default=0.1, gt=0, description="lr of the unrolled steps")
@@ -49,7 +50,7 @@ def prospr_scores(
 
     ``model`` is used as is, in train mode (its BN running stats get updated): pass a copy.
     """
-    model.train()  # methods.md section 0.6 / 1 step 1: batch statistics
+    model.train()  # docs/reference/methods.md §0.6 / §1 step 1: batch statistics
     params = dict(model.named_parameters())
     masks = {n: torch.ones_like(params[n], requires_grad=True) for n in names}
     # Step 3: the mask multiplies only the starting point theta_0; the inner updates are not re-masked.
@@ -69,7 +70,7 @@ def prospr_scores(
         grads = torch.autograd.grad(loss, [fast[n] for n in keys], create_graph=not first_order)
         if inner_momentum > 0:
             # PyTorch convention buf_1 = g_1. (The reference clones *and detaches* g_1 here, which drops part
-            # of the meta-gradient when momentum > 0; we keep the graph, as methods.md section 1 describes.)
+            # of the meta-gradient when momentum > 0; we keep the graph, as docs/reference/methods.md §1 describes.)
             if momentum_buf is None:
                 momentum_buf = list(grads)
             else:

@@ -12,7 +12,7 @@ __all__ = ["SNIP", "snip_scores"]
 
 @PRUNERS.register("snip")
 class SNIP(ScorePruner[DataSettings]):
-    """|w * dL/dw| at init (Lee et al. 2019; methods.md section 5), global ranking."""
+    """|w * dL/dw| at init (Lee et al. 2019; docs/reference/methods.md §5), global ranking."""
 
     Settings = DataSettings
     needs_data = True

@@ -1,4 +1,4 @@
-"""SynFlow (Tanaka et al., NeurIPS 2020; ``ganguli-lab/Synaptic-Flow``): methods.md section 7.
+"""SynFlow (Tanaka et al., NeurIPS 2020; ``ganguli-lab/Synaptic-Flow``): docs/reference/methods.md §7.
 
 Data-free synaptic saliency |theta * dR/dtheta| of the "linearised" network (every state_dict tensor replaced by
 its absolute value, eval mode, all-ones input, R = sum of the outputs), pruned iteratively on an exponential

@@ -1,15 +1,17 @@
 """AutoS scorer networks: per-weight features -> predicted IRP survival; fit, evaluate, predict, save/load.
 
 A scorer is a *pointwise* regressor. It maps one weight's feature vector (columns of the Parquet table of
-``autos.features``) to one score, trained with MSE on ``label = survived / P`` (autos.md sections 1, 3, 5.2).
+``autos.features``) to one score, trained with MSE on ``label = survived / P``
+(docs/reference/autos.md §1, §3, §5.2).
 On a transfer target, the ``autos`` pruning method scores every prunable weight with ``score_layers`` and keeps
-the global top-k (autos.md section 5.3).
+the global top-k (docs/reference/autos.md §5.3).
 
 Two scorers are registered in ``SCORERS``. Each is a class with a nested, strict ``Settings`` model (validated
 by ``autos.study.scorer_settings``) and ``build(settings) -> ScorerNet``:
 
-* ``paper``: the reference "resnet18" AutoS (autos.md section 5.1). It reads raw (w0, g0), with no normalisation,
-  because that is faithful (autos.md section 4), and uses a CIFAR ResNet-18 backbone on a learned 3x32x32 "image".
+* ``paper``: the reference "resnet18" AutoS (docs/reference/autos.md §5.1). It reads raw (w0, g0), with no
+  normalisation, because that is faithful (docs/reference/autos.md §4), and uses a CIFAR ResNet-18 backbone on a
+  learned 3x32x32 "image".
 * ``mlp``: our fast default. It reads per-layer standardised features plus layer descriptors, standardises
   them with training-row statistics kept as buffers, and feeds a small MLP.
 

@@ -33,7 +33,7 @@ def split_rows(num_rows: int, holdout_fraction: float, seed: int) -> tuple[np.nd
     """Seeded random split into disjoint, sorted int64 (train, holdout) row indices covering every row.
 
     A real held-out split: the reference's "validation" was the first 10% of rows in layer order and overlapped
-    the training rows (autos.md section 5.2, bug 5 of section 8.4). Both sides get at least one row.
+    the training rows (docs/reference/autos.md §5.2, bug 5 of §8.4). Both sides get at least one row.
     """
     if num_rows < 2:
         raise ValueError(f"need at least 2 rows to split, got {num_rows}")
@@ -103,10 +103,10 @@ def fit_scorer(
     log_every: int | None = None,
     max_history_rows: int | None = 200_000,
 ) -> FitResult:
-    """Train ``cfg.name`` on ``table`` (features -> ``label``): MSE + Adam, seeded (autos.md section 5.2).
+    """Train ``cfg.name`` on ``table`` (features -> ``label``): MSE + Adam, seeded (docs/reference/autos.md §5.2).
 
     The split is ``split_rows(len(table), cfg.holdout_fraction, cfg.seed)``; training rows are then subsampled to
-    ``cfg.max_train_rows`` (seeded, logged; a budget deviation suggested in autos.md section 9). The per-epoch
+    ``cfg.max_train_rows`` (seeded, logged; a budget deviation suggested in docs/reference/autos.md §9). The per-epoch
     holdout MSE uses at most ``max_history_rows`` held-out rows (a fixed seeded subset) so that a large holdout
     does not dominate the run; the stage evaluates the full holdout with ``predict``/``evaluate_ranking``.
     ``log_every`` (steps) adds running-loss log lines inside an epoch. The returned model is the last epoch's

@@ -28,8 +28,8 @@ def save_scorer(
     extra_meta: Mapping[str, Any] | None = None,
 ) -> None:
     """Write ``scorer.pt`` (state_dict only: loading never unpickles code, unlike the reference's pickled module,
-    autos.md section 8.4 item 10) and then ``scorer.json`` (name, settings, inputs, metadata, the weights' sha256),
-    each atomically; the JSON is written last, so a complete JSON implies matching weights."""
+    docs/reference/autos.md §8.4 item 10) and then ``scorer.json`` (name, settings, inputs, metadata, the weights'
+    sha256), each atomically; the JSON is written last, so a complete JSON implies matching weights."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

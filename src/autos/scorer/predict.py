@@ -63,7 +63,8 @@ def predict(
     if batch_size is None:
         batch_size = int(getattr(model, "predict_batch_size", 65536))
     was_training = model.training
-    model.eval()  # BN running statistics: a weight's score depends on its own features only (autos.md 1)
+    # BN running statistics: a weight's score depends on its own features only (docs/reference/autos.md §1)
+    model.eval()
     out = np.empty(x.shape[0], dtype=np.float32)
     try:
         with torch.inference_mode():
@@ -85,8 +86,8 @@ def score_layers(
 ) -> dict[str, Tensor]:
     """Score every weight of a target: {layer: {column: tensor of the layer's shape}} -> {layer: scores}.
 
-    All layers go through one chunked ``predict`` (autos.md section 5.3 scores layer by layer in chunks of 8192;
-    one pass over the concatenation is the same function, with fewer tiny chunks). Scores are float32 CPU
+    All layers go through one chunked ``predict`` (docs/reference/autos.md §5.3 scores layer by layer in chunks of
+    8192; one pass over the concatenation is the same function, with fewer tiny chunks). Scores are float32 CPU
     tensors of each layer's shape; higher = keep, raw signed regression outputs as in the reference.
     """
     inputs = list(settings.inputs)
