@@ -1,11 +1,14 @@
 """Training throughput of the source model with and without masks, measured in the same run (alternating).
 
-Usage: python bench/throughput.py [params.yaml]
+Usage: python bench/throughput.py [params.yaml] [--device cpu|cuda] [--compile]
+
+On CPU (the default) this writes bench/results/throughput.json; on another device, or with ``--compile``
+(``train(compile_model=True)``), throughput_<device>[_compile].json, so the CPU table is never overwritten.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import torch
 from common import Timer, profile, save
@@ -25,7 +28,13 @@ class Synthetic:
 
 
 def main() -> None:
-    cfg = profile(sys.argv[1] if len(sys.argv) > 1 else "params.yaml")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("params", nargs="?", default="params.yaml")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="train(compile_model=True)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    cfg = profile(args.params)
     spec = cfg.source
     data = Synthetic(2048, 32, 10)
     recipe = cfg.training.with_epochs(1)
@@ -38,11 +47,14 @@ def main() -> None:
                 scores = {n: p.detach().abs() for n, p in prunable_parameters(model).items()}
                 masks = select_mask(scores, 0.1)
             with Timer():
-                r = train(model, data, recipe, seed=repeat, device=torch.device("cpu"), masks=masks,
-                          evaluate_every_epoch=False)
+                r = train(model, data, recipe, seed=repeat, device=device, masks=masks, evaluate_every_epoch=False,
+                          compile_model=args.compile)
             results[label].append(r.train_images_per_second)
-    save("throughput", {"model": spec.model_dump(), "images": 2048, "batch_size": recipe.batch_size,
-                        "train_images_per_second": {k: {"best": max(v), "all": v} for k, v in results.items()}})
+    name = "throughput" if device.type == "cpu" and not args.compile else f"throughput_{device.type}"
+    name += "_compile" if args.compile else ""
+    save(name, {"model": spec.model_dump(), "images": 2048, "batch_size": recipe.batch_size,
+                "device": str(device), "compile": args.compile, "precision": recipe.precision,
+                "train_images_per_second": {k: {"best": max(v), "all": v} for k, v in results.items()}})
 
 
 if __name__ == "__main__":

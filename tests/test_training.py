@@ -1,14 +1,16 @@
-"""The one training loop: masks hold through training, runs are deterministic under a seed, it learns."""
+"""The one training loop: masks hold through training, runs are deterministic under a seed, it learns; the GPU-speed
+path (data on the device, no host sync per step, lazy loss, optional torch.compile) runs and is checked on CPU."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from autos.batches import augment_batch
+from autos.batches import augment_batch, device_batches, iterate_batches, on_device
 from autos.config import TrainRecipe
 from autos.masking import nonzero_counts, select_mask
 from autos.models import build_model
-from autos.training import Callback, lr_factor, train
+from autos.training import Callback, evaluate, lr_factor, train
 
 CPU = torch.device("cpu")
 
@@ -81,3 +83,125 @@ def test_lr_schedules() -> None:
     step = TrainRecipe(epochs=10, schedule="multistep", milestones=[0.5, 0.75], gamma=0.1)
     assert lr_factor(step, 4.9) == 1.0
     assert abs(lr_factor(step, 5) - 0.1) < 1e-12 and abs(lr_factor(step, 8) - 0.01) < 1e-12
+
+
+# --------------------------------------------------------------------------- the GPU-speed path, checked on CPU
+
+
+class _SyncTrap(Callback):
+    """Arms ``trap`` from the start of each epoch to the end of its last step: the step loop proper."""
+
+    def __init__(self, trap: dict[str, bool], steps_per_epoch: int) -> None:
+        self.trap, self.steps_per_epoch = trap, steps_per_epoch
+
+    def on_train_begin(self, state) -> None:
+        self.trap["armed"] = True
+
+    def on_step_end(self, state) -> None:
+        if state.step % self.steps_per_epoch == 0:
+            self.trap["armed"] = False  # the loop reads its per-epoch sums next: the one sync per epoch
+
+    def on_epoch_end(self, state) -> None:
+        self.trap["armed"] = True
+
+
+def _install_sync_trap(monkeypatch) -> dict[str, bool]:
+    """Every Python-level way of reading a tensor's value on the host raises while the trap is armed."""
+    trap = {"armed": False}
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, _original=original, _name=name, **kwargs):
+            if trap["armed"]:
+                raise AssertionError(f"host sync in the step loop: Tensor.{_name}")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+    return trap
+
+
+def test_step_loop_never_reads_a_tensor_on_the_host(tiny_data, monkeypatch) -> None:
+    """The device-resident path (data, augmentation, loss and accuracy sums) runs on CPU too, with no host read
+    inside the step loop while no callback reads ``state.loss``: on a GPU that means no sync per step."""
+    model, masks = _masked_model()
+    recipe = TrainRecipe(epochs=2, batch_size=16, lr=0.05, augment=True)  # 64 images: 4 steps per epoch
+    trap = _install_sync_trap(monkeypatch)
+    result = train(model, tiny_data, recipe, seed=0, device=CPU, masks=masks, callbacks=[_SyncTrap(trap, 4)])
+    trap["armed"] = False
+    assert result.epochs == 2 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+
+    class LossReader(Callback):  # the control: a reader of state.loss does sync, and the trap sees it
+        def on_after_backward(self, state) -> None:
+            assert state.loss == state.loss
+
+    with pytest.raises(AssertionError, match="Tensor.item"):
+        train(model, tiny_data, recipe, seed=0, device=CPU, masks=masks, callbacks=[_SyncTrap(trap, 4), LossReader()])
+    trap["armed"] = False
+
+
+def test_state_loss_is_lazy_and_exact(tiny_data, monkeypatch) -> None:
+    """``state.loss`` is the step's loss as a float when read, read from the device once however many readers."""
+    calls = []
+    original_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls.append(1)
+        return original_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    losses: list[float] = []
+
+    class Reader(Callback):
+        def on_after_backward(self, state) -> None:
+            losses.append(state.loss)
+
+        def on_step_end(self, state) -> None:
+            assert state.loss == losses[-1]  # a second reader: cached, no second read
+
+    model = build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=0)
+    recipe = TrainRecipe(epochs=2, batch_size=64, lr=0.05)  # one step per epoch: train_loss is that step's loss
+    calls.clear()
+    result = train(model, tiny_data, recipe, seed=0, device=CPU, callbacks=[Reader()])
+    assert all(isinstance(v, float) for v in losses) and len(losses) == 2
+    assert [h["train_loss"] for h in result.history] == losses  # (loss * 64) / 64 is exact in float64
+    # per epoch: one lazy loss read + the loop's two sums + evaluate's two sums
+    assert len(calls) == 2 * 5
+
+
+def test_device_batches_match_iterate_batches(tiny_data) -> None:
+    """The loop's batches (drawn for the epoch up front) are iterate_batches' batches: same draws, same order."""
+    for augment in (False, True):
+        g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+        for _ in range(2):  # two epochs: the generators must stay in step
+            a = list(iterate_batches(tiny_data.train_x, tiny_data.train_y, 24, generator=g1, augment=augment))
+            b = list(device_batches(tiny_data.train_x, tiny_data.train_y, 24, generator=g2, augment=augment))
+            assert len(a) == len(b) == 3  # 64 images: a partial last batch
+            assert all(torch.equal(xa, xb) and torch.equal(ya, yb) for (xa, ya), (xb, yb) in zip(a, b, strict=True))
+
+
+def test_data_is_not_copied_on_its_own_device(tiny_data) -> None:
+    assert on_device(tiny_data, CPU) is tiny_data
+    moved = on_device(tiny_data, torch.device("meta"))
+    assert moved.train_x.device.type == "meta" and tuple(moved.mean) == tuple(tiny_data.mean)
+
+
+def test_compile_model_trains_the_original_module(tiny_data, monkeypatch) -> None:
+    """``compile_model=True`` runs the forward through ``torch.compile`` (here dynamo's eager backend: no C++
+    toolchain or compile time on CPU) while masks and the optimizer keep acting on the original module."""
+    compiled = []
+    real_compile = torch.compile
+
+    def eager_compile(model, **kwargs):
+        compiled.append(model)
+        return real_compile(model, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    model, masks = _masked_model()
+    before = {n: int(m.sum()) for n, m in masks.items()}
+    result = train(model, tiny_data, TrainRecipe(epochs=1, batch_size=32, lr=0.05), seed=0, device=CPU, masks=masks,
+                   compile_model=True)
+    assert compiled == [model]
+    assert nonzero_counts(model, list(masks)) == before
+    assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
+    loss, acc = evaluate(model, tiny_data, device=CPU, compile_model=True)
+    assert len(compiled) == 2 and loss == loss and 0.0 <= acc <= 1.0

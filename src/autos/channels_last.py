@@ -10,9 +10,11 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 
-# Channels-last on CPU: measured 1.9-3.8x faster for training at widths >= 16 on the 2-core AVX2 EPYC (DESIGN.md
-# table, bench/results/throughput.json), but oneDNN's AVX2 1x1 backward-weights kernel (torch 2.13/2.14) segfaults
-# or spins forever with 4-8 input channels per group: seen at 64x64 (bench/results/channels_last_probe.json), and
+# Channels-last on CPU: measured 1.9-3.8x faster for training at width 16 on the 2-core AVX2 EPYC (torch 2.14.1,
+# batch 128, one SGD step, best of 3: ResNet-18 615 vs 162 img/s, VGG-16-bn 1323 vs 685; 1.3-1.5x at width 32;
+# this layout comparison is not kept in bench/, bench/results/throughput.json has the loop's resulting
+# throughput), but oneDNN's AVX2 1x1 backward-weights kernel (torch 2.13/2.14) segfaults or spins forever with
+# 4-8 input channels per group (docs/reliability.md): seen at 64x64 (bench/results/channels_last_probe.json), and
 # reported at 32x32 and 16x16 on the same CPU family. So the CPU allow-list is what was measured safe: every conv
 # past the RGB stem has at least this many input channels per group. Anything else trains in the default layout.
 MIN_SAFE_CHANNELS_PER_GROUP = 16
@@ -43,5 +45,6 @@ def use_channels_last(setting: str, model: nn.Module, input_size: int, device: t
     safe = device.type == "cuda" or channels_last_is_safe(model, input_size)
     if setting == "on" and not safe:
         log.warning("channels_last=on ignored: convs with < %d input channels per group hang or crash oneDNN's CPU "
-                    "channels-last backward (DESIGN.md); training in the default layout", MIN_SAFE_CHANNELS_PER_GROUP)
+                    "channels-last backward (docs/reliability.md); training in the default layout",
+                    MIN_SAFE_CHANNELS_PER_GROUP)
     return safe

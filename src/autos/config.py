@@ -157,6 +157,8 @@ class TrainRecipe(Strict):
     augment: bool = True
     channels_last: Literal["auto", "on", "off"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = Field(default=False, description="torch.compile the forward (GPU; results agree with eager to "
+                          "rounding, not to the bit)")
     eval_batch_size: BatchSize = 512
 
     def with_epochs(self, epochs: int | None) -> TrainRecipe:

@@ -4,14 +4,23 @@ Batches come from ``autos.batches`` (seeded, augmented, in memory); the memory l
 ``autos.channels_last``. Masks, when given, hold
 through training: pruned gradients are zeroed before the step and pruned weights after it. Extensions (logging,
 early selection criteria) hook in through ``Callback``.
+
+One loop for CPU and GPU: the uint8 arrays move to the device once per ``train`` call and are augmented there; a
+step never synchronises with the host (the epoch's loss sum and correct count accumulate on the device and are read
+once per epoch; ``TrainState.loss`` syncs only when a callback reads it), so a GPU is never left waiting on Python.
+On CUDA the step may run in bf16 autocast (``recipe.precision``), in channels-last, and through ``torch.compile``
+(``compile_model``); cuDNN is held to deterministic algorithms so a seed gives the same run on the same device. On
+CPU the results are bit-identical to the earlier loop that read the loss every step: same draws, same kernels,
+and the on-device sums are float64 like the Python floats they replace.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -19,13 +28,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from autos.batches import ImageData, Normalizer, iterate_batches
+from autos.batches import ImageData, Normalizer, device_batches, on_device
 from autos.channels_last import use_channels_last
 from autos.config import TrainRecipe
 from autos.masking import apply_masks_, mask_gradients_
 from autos.watchdog import beat
 
 log = logging.getLogger(__name__)
+
+
+Forward = Callable[[Tensor], Tensor]
 
 
 @torch.no_grad()
@@ -37,21 +49,36 @@ def evaluate(
     batch_size: int = 512,
     channels_last: bool = False,
     split: str = "test",
+    compile_model: bool = False,
 ) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) on a split, in eval mode."""
+    """(mean cross-entropy, top-1 accuracy) on a split, in eval mode.
+
+    ``compile_model``: run the forward through ``torch.compile(model)`` (worth it on a GPU for large splits)."""
+    forward: Forward = torch.compile(model) if compile_model else model
+    return _evaluate(model, forward, data, device=device, batch_size=batch_size, channels_last=channels_last,
+                     split=split)
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, forward: Forward, data: ImageData, *, device: torch.device, batch_size: int,
+              channels_last: bool, split: str = "test") -> tuple[float, float]:
     x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
+    x, y = x.to(device), y.to(device)  # one copy per call (none when the loop already holds the data there)
     norm = Normalizer.of(data, device)
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0
-    for xb, yb in iterate_batches(x, y, batch_size, generator=None, augment=False):
-        xb, yb = norm(xb.to(device), channels_last), yb.to(device)
-        logits = model(xb)
+    # Sums stay on the device and are read once: a float()/int() per batch would stall a GPU every batch. The
+    # loss sum is float64, as Python's float sum was, so CPU results are unchanged to the bit.
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(y), batch_size):
+        xb, yb = norm(x[start : start + batch_size], channels_last), y[start : start + batch_size]
+        logits = forward(xb)
         beat("evaluate")
-        total_loss += float(F.cross_entropy(logits.float(), yb, reduction="sum"))
-        correct += int((logits.argmax(1) == yb).sum())
+        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
+        correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
-    return total_loss / len(y), correct / len(y)
+    return total_loss.item() / len(y), int(correct.item()) / len(y)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -59,16 +86,29 @@ def evaluate(
 
 @dataclass
 class TrainState:
-    """Shared with callbacks; set ``stop = True`` to end training after the current epoch."""
+    """Shared with callbacks; set ``stop = True`` to end training after the current epoch.
+
+    ``loss`` is the last step's training loss; the loop stores it as a device tensor and reading ``loss`` turns it
+    into a float (a host sync, once per step at most), so steps where no callback reads it never sync."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
     epoch: int = 0
     step: int = 0
-    loss: float = math.nan
     masks: Mapping[str, Tensor] | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
+    _loss: Tensor | float = field(default=math.nan, init=False, repr=False)
+
+    @property
+    def loss(self) -> float:
+        if isinstance(self._loss, Tensor):
+            self._loss = self._loss.item()  # cached: later readers in the same step do not sync again
+        return self._loss
+
+    @loss.setter
+    def loss(self, value: float) -> None:
+        self._loss = value
 
 
 class Callback:
@@ -153,26 +193,70 @@ def train(
     evaluate_every_epoch: bool = True,
     parameters: list[nn.Parameter] | None = None,
     optimizer_factory: Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer] | None = None,
+    compile_model: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place with ``recipe``; returns final- and best-epoch test accuracy.
 
     ``parameters`` restricts what the optimizer updates (default: all), for methods that learn gates or scores.
     ``optimizer_factory(parameters, recipe)`` builds the optimizer (default ``make_optimizer``: the recipe's SGD);
     the loop sets every group's lr to ``recipe.lr`` times the schedule's factor before each step.
+    ``compile_model`` (or ``recipe.compile``): run the forward (training and evaluation) through
+    ``torch.compile(model)``; the compiled module shares ``model``'s parameters, so masks, callbacks and the
+    optimizer all act on ``model`` itself. Meant for GPUs (the first epoch pays the compile); results agree with
+    eager to rounding, not to the bit.
     """
+    with _deterministic_cudnn(device):
+        return _train(model, data, recipe, seed=seed, device=device, masks=masks, callbacks=callbacks, desc=desc,
+                      evaluate_every_epoch=evaluate_every_epoch, parameters=parameters,
+                      optimizer_factory=optimizer_factory, compile_model=compile_model or recipe.compile)
+
+
+@contextlib.contextmanager
+def _deterministic_cudnn(device: torch.device) -> Iterator[None]:
+    """On CUDA, deterministic cuDNN algorithms (no benchmark autotuning, no atomics-based backward kernels) for the
+    run, so a seed gives the same weights twice on the same GPU; the global flags are restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False, deterministic=True):
+        yield
+
+
+def _train(
+    model: nn.Module,
+    data: ImageData,
+    recipe: TrainRecipe,
+    *,
+    seed: int,
+    device: torch.device,
+    masks: Mapping[str, Tensor] | None,
+    callbacks: Sequence[Callback],
+    desc: str,
+    evaluate_every_epoch: bool,
+    parameters: list[nn.Parameter] | None,
+    optimizer_factory: Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer] | None,
+    compile_model: bool,
+) -> TrainResult:
     model.to(device)
     input_size = int(data.train_x.shape[-1])
     channels_last = use_channels_last(recipe.channels_last, model, input_size, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    step_masks: dict[str, Tensor] | None = None
     if masks is not None:
         masks = {k: v.to(device) for k, v in masks.items()}
         apply_masks_(model, masks)
+        # The same masks in each weight's dtype, for the two per-step multiplies (saves a cast per weight per step;
+        # multiplying by 0.0/1.0 is exact either way). Callbacks still see the masks as given, in ``state.masks``.
+        named = dict(model.named_parameters())
+        step_masks = {k: v.to(dtype=named[k].dtype) for k, v in masks.items()}
     params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = (optimizer_factory or make_optimizer)(params, recipe)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same draws whatever the device
+    data = on_device(data, device)  # the uint8 arrays, copied to the device once per run
     norm = Normalizer.of(data, device)
     use_bf16 = recipe.precision == "bf16" and device.type == "cuda"
+    forward: Forward = torch.compile(model) if compile_model else model
     state = TrainState(model=model, optimizer=optimizer, masks=masks)
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -187,39 +271,44 @@ def train(
         state.epoch = epoch
         model.train()
         epoch_start = time.perf_counter()
-        loss_sum, correct, seen = 0.0, 0, 0
+        # Per-epoch sums live on the device (read once, after the last step). float64, like the Python float sum
+        # they replace, and the same operations in the same order, so CPU results are bit-identical to it.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
         for i, (xb, yb) in enumerate(
-            iterate_batches(data.train_x, data.train_y, recipe.batch_size, generator=generator, augment=recipe.augment)
+            device_batches(data.train_x, data.train_y, recipe.batch_size, generator=generator, augment=recipe.augment)
         ):
             for group in optimizer.param_groups:
                 group["lr"] = recipe.lr * lr_factor(recipe, epoch + i / steps_per_epoch)
-            xb, yb = norm(xb.to(device, non_blocking=True), channels_last), yb.to(device, non_blocking=True)
+            xb = norm(xb, channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(xb)
+                logits = forward(xb)
                 loss = F.cross_entropy(logits.float(), yb)
+            with torch.no_grad():
+                loss_sum += loss.double() * len(yb)  # no alpha=: a fused multiply-add would round differently
+                correct += (logits.argmax(1) == yb).sum()
+            seen += len(yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if masks is not None:
-                mask_gradients_(model, masks)
-            state.loss = loss.item()
+            if step_masks is not None:
+                mask_gradients_(model, step_masks)
+            state._loss = loss.detach()  # a float only if a callback reads state.loss
             for cb in callbacks:
                 cb.on_after_backward(state)
             optimizer.step()
-            if masks is not None:
-                apply_masks_(model, masks)  # weight decay and momentum must not revive pruned weights
+            if step_masks is not None:
+                apply_masks_(model, step_masks)  # weight decay and momentum must not revive pruned weights
             state.step += 1
             beat(f"{desc} epoch {epoch + 1} step {i + 1}")
             for cb in callbacks:
                 cb.on_step_end(state)
-            loss_sum += state.loss * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-        train_seconds += time.perf_counter() - epoch_start
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen,
+        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": int(correct.item()) / seen,
                   "lr": optimizer.param_groups[0]["lr"]}
+        train_seconds += time.perf_counter() - epoch_start  # after the read: a GPU's queued steps are counted
         if evaluate_every_epoch or epoch == recipe.epochs - 1:
-            test_loss, test_acc = evaluate(
-                model, data, device=device, batch_size=recipe.eval_batch_size, channels_last=channels_last
+            test_loss, test_acc = _evaluate(
+                model, forward, data, device=device, batch_size=recipe.eval_batch_size, channels_last=channels_last
             )
             record.update(test_loss=test_loss, test_acc=test_acc)
             if test_acc > best_acc:
@@ -238,7 +327,8 @@ def train(
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     if state.history and "test_acc" not in state.history[-1]:
-        test_loss, test_acc = evaluate(model, data, device=device, batch_size=recipe.eval_batch_size)
+        test_loss, test_acc = _evaluate(model, forward, data, device=device, batch_size=recipe.eval_batch_size,
+                                        channels_last=False)
         state.history[-1].update(test_loss=test_loss, test_acc=test_acc)
         if test_acc > best_acc:
             best_acc, best_epoch = test_acc, len(state.history)
