@@ -62,7 +62,8 @@ def main(ctx: StageContext) -> None:
     settings = {m: method_settings(cfg, m).model_dump(mode="json") for m in cfg.transfer.methods}
     cells = [(key, cell_id(key, cell_inputs(cfg, key, method_settings=settings.get(key.method, {}),
                                             data_digest=json.dumps(data.meta.get("files"), sort_keys=True),
-                                            scorer_digest=scorer_digest, code_digest=code)))
+                                            scorer_digest=scorer_digest, code_digest=code,
+                                            device_type=ctx.device.type)))
              for key in plan_cells(cfg, args.target)]
     store = CellStore(ctx.paths.cache / "cells" / args.target)
     threads = int(cfg.execution.num_cpus) if cfg.execution.num_cpus is not None else None

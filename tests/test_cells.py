@@ -32,7 +32,7 @@ def _config(**execution: object) -> object:
 
 def _cells(cfg, code: str = "code") -> list[tuple[CellKey, str]]:  # noqa: ANN001
     return [(k, cell_id(k, cell_inputs(cfg, k, method_settings={}, data_digest="d", scorer_digest=None,
-                                       code_digest=code)))
+                                       code_digest=code, device_type="cpu")))
             for k in plan_cells(cfg, "vgg16_cifar10")]
 
 
@@ -64,10 +64,13 @@ def test_plan_order_and_stable_ids() -> None:
     assert ids == [c for _, c in _cells(cfg)] and len(set(ids)) == len(ids)  # stable and distinct
     assert [c for _, c in _cells(cfg, code="other")] != ids  # a code change invalidates cached cells
     key = keys[1]
-    base = cell_inputs(cfg, key, method_settings={}, data_digest="d", scorer_digest=None, code_digest="c")
+    base = cell_inputs(cfg, key, method_settings={}, data_digest="d", scorer_digest=None, code_digest="c",
+                       device_type="cpu")
     changed = cell_inputs(cfg, key, method_settings={"scope": "layerwise"}, data_digest="d", scorer_digest=None,
-                          code_digest="c")
-    assert cell_id(key, base) != cell_id(key, changed)
+                          code_digest="c", device_type="cpu")
+    on_gpu = cell_inputs(cfg, key, method_settings={}, data_digest="d", scorer_digest=None, code_digest="c",
+                         device_type="cuda")
+    assert len({cell_id(key, base), cell_id(key, changed), cell_id(key, on_gpu)}) == 3  # GPU rows never mix in
 
 
 def test_store_refuses_corrupt_or_foreign_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

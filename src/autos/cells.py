@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,6 @@ class CellResult:
     histories: list[list[dict[str, float]]]
     cell_id: str = ""
     logged: bool = False  # whether the driver has mirrored it to MLflow
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
@@ -85,8 +84,9 @@ def cell_id(key: CellKey, inputs: Mapping[str, Any]) -> str:
 
 
 def cell_inputs(cfg: StudyConfig, key: CellKey, *, method_settings: Mapping[str, Any], data_digest: str,
-                scorer_digest: str | None, code_digest: str) -> dict[str, Any]:
-    """What a cell's rows depend on, as plain JSON values."""
+                scorer_digest: str | None, code_digest: str, device_type: str) -> dict[str, Any]:
+    """What a cell's rows depend on, as plain JSON values. ``device_type`` is the resolved device ('cpu',
+    'cuda'), not the config's 'auto': rows computed on a GPU must never be mixed with CPU rows on resume."""
     spec = cfg.transfer.targets[key.target]
     inputs: dict[str, Any] = {
         "recipe": cfg.training.with_epochs(spec.epochs).model_dump(mode="json"),
@@ -94,7 +94,7 @@ def cell_inputs(cfg: StudyConfig, key: CellKey, *, method_settings: Mapping[str,
         "pruning": cfg.pruning.model_dump(mode="json"),
         "data": data_digest,
         "code": code_digest,
-        "device": cfg.device,
+        "device": device_type,
     }
     if key.method != DENSE:
         inputs.update(method_settings=dict(method_settings), modifiers=list(cfg.transfer.modifiers),
