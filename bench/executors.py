@@ -36,7 +36,7 @@ def main() -> None:
     params = root / "params.yaml"
     original = params.read_text()
     out = root / "data" / "transfer" / args.target / "results.json"
-    env = {**os.environ, "DVC_ROOT": str(root), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "AUTOS_ROOT": str(root), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
     figures, rows = {}, {}
     try:
         for name, execution in VARIANTS.items():

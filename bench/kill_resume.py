@@ -41,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
     root = args.study.resolve()
     out = root / "data" / "transfer" / args.target / "results.json"
-    env = {**os.environ, "DVC_ROOT": str(root), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "AUTOS_ROOT": str(root), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
     cmd = [sys.executable, "-m", "stages.transfer", "--target", args.target]
 
     shutil.rmtree(root / "data" / "cache" / "cells" / args.target, ignore_errors=True)  # a true full run

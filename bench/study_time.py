@@ -28,7 +28,7 @@ def main() -> None:
     shutil.copytree(REPO, tmp, ignore=lambda d, names: (TOP & set(names)) if Path(d) == REPO else
                     {n for n in names if n == "__pycache__"})
     shutil.copy(REPO / args.profile, tmp / "params.yaml")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "AUTOS_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env.setdefault("AUTOS_DATA_DIR", str(REPO.parent / "shared" / "data"))
     env["DVC_NO_ANALYTICS"] = "1"

@@ -29,7 +29,7 @@ from autos.device import resolve_device
 from autos.errors import AutosError, ConfigError
 from autos.files import atomic_dir, read_json  # noqa: F401  (re-exported for the stages)
 from autos.files import atomic_write_json as write_json
-from autos.paths import StudyPaths, study_paths
+from autos.paths import StudyPaths, project_root, study_paths
 from autos.study import load_study
 from autos.tracking import Tracker, end_active_runs
 
@@ -37,10 +37,6 @@ log = logging.getLogger("autos.stage")
 
 EXIT_CONFIG = 2
 EXIT_DATA = 1
-
-
-def repo_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -129,7 +125,7 @@ def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argpa
     try:
         try:
             cfg = load_study(args.params)
-            root = repo_root()
+            root = project_root()
             main(StageContext(name=name, cfg=cfg, args=args, root=root, paths=study_paths(root)))
         except ConfigError as exc:
             print(f"{name}: {exc}", file=sys.stderr)

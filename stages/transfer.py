@@ -18,20 +18,10 @@ from autos.cells import CellResult, CellStore, cell_id, cell_inputs, plan_cells,
 from autos.errors import ConfigError, DataError
 from autos.executors import CellTask, remember_data, run_cells
 from autos.files import TIMING_KEYS, without_keys
-from autos.records import RunKey
+from autos.records import transfer_metrics
 from autos.study import method_settings
 from autos.transfer import run_key_of
 from stages.common import StageContext, atomic_dir, parser, read_json, run_stage, write_json, write_resolved_config
-
-
-def summary_metrics(rows: list[dict]) -> dict:
-    metrics: dict = {}
-    for row in rows:
-        metrics.setdefault(RunKey.of_row(row).metric_key, {})[f"seed{row['seed']}"] = {
-            "final_test_acc": row["final_test_acc"], "best_test_acc": row["best_test_acc"],
-            **({"achieved_sparsity": row["achieved_sparsity"]} if "achieved_sparsity" in row else {}),
-        }
-    return metrics
 
 
 def _scorer_digest(scorer_dir: Path) -> str:
@@ -108,7 +98,7 @@ def main(ctx: StageContext) -> None:
                 "method_settings_resolved": {m: method_settings(cfg, m).model_dump(mode="json")
                                              for m in cfg.transfer.methods},
             })
-        ctx.write_metrics(f"transfer_{args.target}", summary_metrics(rows))
+        ctx.write_metrics(f"transfer_{args.target}", transfer_metrics(rows))
         tracker.log_artifact(ctx.paths.transfer / args.target / "results.json")
 
 

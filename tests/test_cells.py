@@ -73,6 +73,35 @@ def test_plan_order_and_stable_ids() -> None:
     assert len({cell_id(key, base), cell_id(key, changed), cell_id(key, on_gpu)}) == 3  # GPU rows never mix in
 
 
+def test_only_autos_cells_depend_on_the_scorer_and_features() -> None:
+    """Retraining the scorer (or changing anything upstream of it) must not re-run a baseline or dense cell."""
+    cfg = _config()
+    raw = cfg.model_dump(mode="json")
+    raw["transfer"]["methods"] = ["autos", "random"]
+    raw["features"]["gradient_batch_size"] = 32
+    changed_features = parse_study(raw)
+
+    def ids(study, scorer: str) -> dict[str, str]:  # noqa: ANN001
+        return {k.name: cell_id(k, cell_inputs(study, k, method_settings={}, data_digest="d", scorer_digest=scorer,
+                                               code_digest="c", device_type="cpu"))
+                for k in plan_cells(study, "vgg16_cifar10")}
+
+    raw["features"]["gradient_batch_size"] = 64
+    base = ids(parse_study(raw), "scorer-a")
+    for other in (ids(parse_study(raw), "scorer-b"), ids(changed_features, "scorer-a")):
+        assert {n for n in base if base[n] != other[n]} == {n for n in base if "/autos@" in n}
+
+
+def test_modifiers_apply_to_the_listed_methods_only() -> None:
+    raw = _config().model_dump(mode="json")
+    raw["transfer"].update(methods=["random", "magnitude"], modifiers=["shuffle"], modifier_methods=["magnitude"])
+    transfer = parse_study(raw).transfer
+    assert transfer.modifiers_for("magnitude") == ["shuffle"] and transfer.modifiers_for("random") == []
+    raw["transfer"]["modifier_methods"] = ["snip"]
+    with pytest.raises(Exception, match="modifier_methods: 'snip' not in transfer.methods"):
+        parse_study(raw)
+
+
 def test_store_refuses_corrupt_or_foreign_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = CellStore(tmp_path)
     key, other = CellKey("t", "random", 0.5, 0), CellKey("t", "random", 0.9, 0)

@@ -210,7 +210,7 @@ def test_params_are_plain_yaml_1_2(tmp_path: Path) -> None:
 
 
 def _run_stage(stage: str, params: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DVC_ROOT": str(cwd), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "AUTOS_ROOT": str(cwd), "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--params", str(params)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 

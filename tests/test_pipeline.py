@@ -25,7 +25,7 @@ def IGNORE(directory: str, names: list[str]) -> set[str]:  # noqa: N802 - used l
 
 
 def _env(tmp: Path, shared_data: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "AUTOS_ROOT")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["AUTOS_DATA_DIR"] = str(shared_data)
     env["DVC_NO_ANALYTICS"] = "1"
@@ -128,11 +128,53 @@ def test_forced_rerun_writes_byte_identical_outputs(smoke_study: Path) -> None:
     assert not changed, f"outputs differ between two runs of the same study: {changed}"
 
 
+def _workspace_state(root: Path) -> dict[str, str]:
+    """sha256 of every file a stage could write in the workspace (outputs, metrics, reports, MLflow, lock)."""
+    import hashlib
+
+    files = [p for d in ("data", "reports", "metrics", "mlartifacts") for p in (root / d).rglob("*") if p.is_file()]
+    files += [root / name for name in ("mlflow.db", "dvc.lock", "params.yaml") if (root / name).is_file()]
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                   capture_output=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_dvc_exp_run_temp_stays_in_its_copy_and_metrics_diff_works(smoke_study: Path) -> None:
+    """`dvc exp run --temp` (as `--queue`, DVC points $DVC_ROOT at the workspace for both) writes outputs and MLflow
+    runs into the experiment's own copy, the workspace is untouched, and the committed metrics compare."""
+    root = smoke_study
+    env = _env(root, REPO.parent / "shared" / "data")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "baseline")
+    assert "metrics/transfer_vgg16_cifar10.json" in subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout  # metrics are committed
+    before = _workspace_state(root)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "run", "--temp", "-n", "sparser", "-S",
+                           "transfer.sparsities=[0.95]"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _workspace_state(root) == before  # nothing written outside the experiment's copy
+    diff = subprocess.run([sys.executable, "-m", "dvc", "metrics", "diff", "HEAD", "sparser", "--json"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert diff.returncode == 0, diff.stderr
+    changed = json.loads(diff.stdout)["metrics/transfer_vgg16_cifar10.json"]
+    assert "snip@0.95" in changed and changed["snip@0.95"]["old"] is None  # the new column shows up
+    assert "dense" not in changed  # recomputed in the copy from the same seed: the same accuracy, so no diff
+    shown = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "sparser" in shown.stdout, shown.stderr
+
+
 def test_stage_rejects_bad_config_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
     bad = (REPO / "configs/smoke.yaml").read_text().replace("sparsities: [0.9]", "sparsities: [1.0]")
     bad = bad.replace("num_rounds: 2", "num_rounds: -1")
     (tmp_path / "params.yaml").write_text(bad)
-    env = {**os.environ, "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "AUTOS_ROOT": str(tmp_path), "PYTHONPATH": str(REPO)}
     for stage in ("irp", "transfer"):
         args = [sys.executable, "-m", f"stages.{stage}", "--params", str(tmp_path / "params.yaml")]
         if stage == "transfer":
@@ -148,7 +190,7 @@ def test_prepare_data_missing_offline_exits_1_naming_what_was_looked_for(tmp_pat
     (tmp_path / "params.yaml").write_text(cfg)
     shutil.copy(REPO / "paths.yaml", tmp_path / "paths.yaml")
     env = {k: v for k, v in os.environ.items() if k != "AUTOS_DATA_DIR"}
-    env.update(DVC_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
+    env.update(AUTOS_ROOT=str(tmp_path), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "stages.prepare_data", "--dataset", "cifar10"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

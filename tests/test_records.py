@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from autos.records import RunKey, label_of, run_label
+from autos.records import RunKey, label_of, run_label, transfer_metrics
 
 ROWS = [
     {"target": "vgg", "method": "snip", "modifier": "", "sparsity": 0.9, "seed": 0},
@@ -45,3 +45,12 @@ def test_run_key_names_and_row_fields() -> None:
     assert RunKey.of_row(ROWS[3], target="t").target == "t"
     with pytest.raises(AttributeError):
         key.seed = 3  # type: ignore[misc]  # frozen
+
+
+def test_transfer_metrics_are_flat_percent_means_over_seeds() -> None:
+    rows = [{"target": "t", "method": "snip", "modifier": "", "sparsity": 0.9, "seed": s, "final_test_acc": a}
+            for s, a in ((0, 0.5), (1, 0.6))]
+    rows.append({"target": "t", "method": "dense", "modifier": "", "sparsity": 0.0, "seed": 0, "final_test_acc": 0.7})
+    rows.append({"target": "t", "method": "snip", "modifier": "shuffle", "sparsity": 0.9, "seed": 0,
+                 "final_test_acc": 0.25})
+    assert transfer_metrics(rows) == {"snip@0.9": 55.0, "dense": 70.0, "snip+shuffle@0.9": 25.0}

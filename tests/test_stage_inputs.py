@@ -47,7 +47,7 @@ def study(tmp_path, shared_data, monkeypatch) -> Path:
     torch.save(model.state_dict(), irp / "init.pt")
     torch.save({n: torch.zeros(p.shape, dtype=torch.int8) for n, p in prunable_parameters(model).items()},
                irp / "survival.pt")
-    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("AUTOS_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -103,7 +103,7 @@ def test_features_stage_names_the_bad_irp_output(study, name, corrupt, message) 
 
 def test_features_stage_exits_1_with_one_line_not_a_traceback(study) -> None:
     _garbage(study / "data" / "irp" / "init.pt")
-    env = {**os.environ, "DVC_ROOT": str(study), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "AUTOS_ROOT": str(study), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
     proc = subprocess.run([sys.executable, "-m", "stages.features", "--params", "params.yaml"], cwd=study, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr

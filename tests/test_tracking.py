@@ -29,7 +29,7 @@ EXPERIMENT = "test-tracking"
 
 
 def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "AUTOS_ROOT")}
     env["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     return env
@@ -49,7 +49,7 @@ def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def store(tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh SQLite store; MLflow's process-wide state (URI, run stack) is reset afterwards for other tests."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("AUTOS_ROOT", raising=False)
     shutil.copyfile(empty_db, tmp_path / tracking.DB_NAME)
     yield tmp_path
     mlflow = sys.modules.get("mlflow")

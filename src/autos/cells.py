@@ -6,8 +6,8 @@ Lottery Jackpots search once per modifier would triple the most expensive cells)
 cell (target, ``dense``, 0, seed).
 
 A cell's id hashes everything that determines its rows: its key, the resolved settings it reads (recipe, pruning,
-features, the method's settings, modifiers), the prepared data's sha256, the trained scorer's sha256 (AutoS) and
-the library's source code. Its rows are written atomically to ``<cache>/<cell id>.json`` as soon as it finishes, so
+the method's settings, its modifiers), the prepared data's sha256, the library's source code and, for AutoS alone,
+the feature settings and the trained scorer's sha256 (so retraining the scorer re-runs no baseline or dense cell). Its rows are written atomically to ``<cache>/<cell id>.json`` as soon as it finishes, so
 a killed stage re-runs only the cells without a file, and the assembled rows are byte-identical to an uninterrupted
 run (JSON floats round-trip exactly). A result file that does not parse or does not match its id is recomputed
 with a warning.
@@ -97,10 +97,10 @@ def cell_inputs(cfg: StudyConfig, key: CellKey, *, method_settings: Mapping[str,
         "device": device_type,
     }
     if key.method != DENSE:
-        inputs.update(method_settings=dict(method_settings), modifiers=list(cfg.transfer.modifiers),
-                      features=cfg.features.model_dump(mode="json"))
-    if key.method == "autos":
-        inputs["scorer"] = scorer_digest
+        inputs.update(method_settings=dict(method_settings), modifiers=cfg.transfer.modifiers_for(key.method))
+    if key.method == "autos":  # only AutoS reads the scorer and the feature settings: a change upstream of the
+        # scorer re-runs its cells alone, every baseline and dense cell is taken from the cache
+        inputs.update(scorer=scorer_digest, features=cfg.features.model_dump(mode="json"))
     return inputs
 
 

@@ -290,6 +290,25 @@ class TransferConfig(Strict):
     modifiers: list[Literal["shuffle", "reinit", "invert"]] = Field(
         default_factory=list, description="sanity checks applied to every method's mask (Frankle et al. 2021)"
     )
+    modifier_methods: list[str] | None = Field(
+        default=None,
+        description="the methods the modifiers apply to (null: every method); e.g. [autos] asks only whether "
+        "AutoS's effect comes from its per-layer densities (shuffle) at a fraction of the cost",
+    )
+
+    def modifiers_for(self, method: str) -> list[str]:
+        """The sanity checks run on ``method``'s mask (none for the dense row)."""
+        if self.modifier_methods is not None and method not in self.modifier_methods:
+            return []
+        return list(self.modifiers)
+
+    @model_validator(mode="after")
+    def _modifier_methods_listed(self) -> TransferConfig:
+        unknown = [m for m in self.modifier_methods or [] if m not in self.methods]
+        if unknown:
+            raise ValueError(f"modifier_methods: {', '.join(map(repr, unknown))} not in transfer.methods "
+                             f"(allowed: {', '.join(self.methods)})")
+        return self
 
     @field_validator("methods")
     @classmethod

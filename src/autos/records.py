@@ -8,7 +8,7 @@ label of a results row, whose output equals ``autos.report``'s ``run_label(row)`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,3 +62,14 @@ class RunKey:
         """The key as MLflow tags."""
         return {"target": self.target, "method": self.method, "sparsity": self.sparsity, "seed": self.seed,
                 "modifier": self.modifier or ""}
+
+
+def transfer_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The headline of one target for ``metrics/transfer_<target>.json``: final-epoch test accuracy in percent
+    (as the report's tables), mean over seeds, one flat entry per ``metric_key`` (``dense``, ``snip@0.9``,
+    ``snip+invert@0.9``). Small and flat so that it is committed and ``dvc metrics diff`` / ``dvc exp show``
+    compare experiments column by column; per-seed values, std and paired differences live in the report."""
+    seeds: dict[str, list[float]] = {}
+    for row in rows:
+        seeds.setdefault(RunKey.of_row(row).metric_key, []).append(100.0 * float(row["final_test_acc"]))
+    return {key: round(sum(values) / len(values), 2) for key, values in seeds.items()}

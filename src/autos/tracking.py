@@ -1,7 +1,8 @@
 """MLflow adapter: the only module that imports mlflow.
 
 Default store: SQLite at ``<root>/mlflow.db`` with artifacts in ``<root>/mlartifacts``, where root is
-``$DVC_ROOT`` when DVC runs the stage, else the current directory; ``MLFLOW_TRACKING_URI`` overrides.
+``autos.paths.project_root()`` (the study's own folder, also in a ``dvc exp run --temp`` copy);
+``MLFLOW_TRACKING_URI`` overrides. Runs of a DVC experiment are tagged with its name and baseline commit.
 One run per stage run, nested runs per IRP round and per (method, sparsity, seed). DVC's metrics files stay
 the source of truth; MLflow mirrors them and holds plots and the scorer model.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from autos.errors import AutosError
+from autos.paths import project_root
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,6 @@ PROBE_TIMEOUT_S = 5.0
 
 class TrackingError(AutosError):
     """The tracking store cannot be used (e.g. the tracking server does not answer)."""
-
-
-def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -115,9 +113,14 @@ def process_start(pid: int) -> str | None:
         return None
 
 
+# Set by `dvc exp run` (and its --temp / --queue runs) for the stage commands; absent under plain `dvc repro`.
+DVC_EXPERIMENT_TAGS = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.baseline_rev"}
+
+
 def owner_tags() -> dict[str, str]:
-    """Tags naming this process, written on every run a Tracker starts."""
+    """Tags naming this process, written on every run a Tracker starts, plus the DVC experiment it belongs to."""
     tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
+    tags.update({tag: os.environ[var] for var, tag in DVC_EXPERIMENT_TAGS.items() if os.environ.get(var)})
     start = process_start(os.getpid())
     if start is not None:
         tags[TAG_PROC_START] = start
