@@ -2,7 +2,12 @@
 
 Outputs: data/scorer/{scorer.pt, scorer.json, split.npz, history.json}, metrics/scorer.json (held-out MSE,
 Spearman, top-k overlap with IRP, AUC of "survives every round", next to |w0|, |g0|, |w0*g0| and random on the
-same rows). The scorer is logged to MLflow as a model built from code and registered as "autos-scorer".
+same rows). The scorer is logged to MLflow as a model built from code, with a signature (one float32 column per
+scorer input, a float32 score out), and registered as "<experiment>-scorer".
+
+MLflow: the run ``train_scorer <scorer>`` holds ``train_mse`` / ``holdout_mse`` per epoch, the held-out headline
+(``heldout/mse``, ``heldout/spearman``, ``heldout/topk_overlap_d<d>``, ``heldout/auc_all_rounds``), the same for
+each trivial baseline (``baseline/<name>/<metric>``) and the row counts (``rows/*``).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ def main(ctx: StageContext) -> None:
     num_rounds = int(meta["num_rounds"])
     params = {"scorer": cfg.scorer.model_dump(), "table.rows": table.num_rows, "table.source": meta["source"],
               "table.irp": meta["irp"]}
-    with tracker.run("train_scorer", params=params, tags={"stage": "train_scorer"}):
+    with tracker.run(f"train_scorer {cfg.scorer.name}", params=params,
+                     tags={"stage": "train_scorer", "scorer": cfg.scorer.name}):
         fit = fit_scorer(table, cfg.scorer, device=device)
         for epoch in fit.history:
             tracker.log_metrics({"train_mse": epoch.train_mse, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
@@ -52,9 +58,14 @@ def main(ctx: StageContext) -> None:
             write_resolved_config(out, cfg, ["scorer"],
                                   {"scorer_settings": scorer_settings(cfg.scorer).model_dump(mode="json")})
         ctx.write_metrics("scorer", metrics)
-        tracker.log_metrics({"holdout": scorer_metrics,
-                             **{f"baseline.{k}": v for k, v in baselines.items()}, "fit_seconds": fit.seconds})
-        tracker.log_scorer_model(ctx.paths.scorer, registered_name=f"{cfg.tracking.experiment}-scorer")
+        # the headline for MLflow's chart view: one section of held-out metrics, one per trivial baseline
+        tracker.log_metrics({**{f"heldout/{k}": v for k, v in scorer_metrics.items()},
+                             **{f"baseline/{name}/{k}": v for name, values in baselines.items()
+                                for k, v in values.items()},
+                             "rows/train": metrics["train_rows"], "rows/heldout": metrics["holdout_rows"],
+                             "rows/eval": metrics["eval_rows"], "fit_seconds": fit.seconds})
+        tracker.log_scorer_model(ctx.paths.scorer, registered_name=f"{cfg.tracking.experiment}-scorer",
+                                 inputs=list(fit.settings.inputs))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from autos import executors
-from autos.cells import CellKey, CellResult, CellStore, cell_id, cell_inputs, plan_cells
+from autos.cells import RESULT_NEUTRAL, CellKey, CellResult, CellStore, cell_id, cell_inputs, plan_cells
 from autos.config import ExecutionConfig
 from autos.data import prepare_dataset
 from autos.executors import CellTask, ExecutionError, run_cells
@@ -102,6 +104,16 @@ def test_modifiers_apply_to_the_listed_methods_only() -> None:
         parse_study(raw)
 
 
+def test_result_neutral_modules_are_not_imported_by_the_cell_computation() -> None:
+    """Edits to RESULT_NEUTRAL modules keep cached cells; that is only sound if computing a cell never runs them."""
+    code = "import sys, autos.transfer; print(' '.join(sorted(m for m in sys.modules if m.startswith('autos'))))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            timeout=120).stdout.split()
+    neutral = {"autos." + name.removesuffix(".py") for name in RESULT_NEUTRAL}
+    assert "autos.transfer" in loaded and "autos.pruners.autos" in loaded
+    assert not [m for m in loaded if m in neutral or m.split(".")[:2] == ["autos", "report"]]
+
+
 def test_store_refuses_corrupt_or_foreign_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = CellStore(tmp_path)
     key, other = CellKey("t", "random", 0.5, 0), CellKey("t", "random", 0.9, 0)
@@ -160,6 +172,33 @@ def test_ray_backend_matches_local_and_refuses_impossible_requests(prepared: Pat
         with pytest.raises(ExecutionError, match="asks for 1 GPU"):
             run_cells(cells, _task(cfg, prepared, tmp_path), CellStore(tmp_path / "gpu"),
                       ExecutionConfig(backend="ray", num_gpus=1), lambda c: None)
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.timeout(600)
+def test_ray_failing_cell_is_retried_reported_by_id_while_the_others_finish(prepared: Path, tmp_path: Path) -> None:
+    """A cell that raises in its worker is retried ``max_retries`` times, then named with its id and error; the
+    other cells finish and are kept, and a re-run computes nothing that already finished."""
+    ray = pytest.importorskip("ray")
+    cfg = _config(backend="ray", num_cpus=1, max_retries=1)
+    good = _cells(cfg)[:2]
+    broken = (CellKey("vgg16_cifar10", "no_such_method", 0.5, 0), "brokencell0000000000")
+    store = CellStore(tmp_path / "ray")
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    try:
+        done: list[str] = []
+        with pytest.raises(ExecutionError) as failed:
+            run_cells([good[0], broken, good[1]], _task(cfg, prepared, tmp_path), store, cfg.execution,
+                      lambda c: done.append(c.cell_id))
+        message = str(failed.value)
+        assert "1 cell(s) failed" in message and "brokencell0000000000" in message and "no_such_method" in message
+        assert done == [good[0][1]]  # on_done keeps the planned order: the cell after the failed one waits
+        assert sorted(p.stem for p in store.folder.glob("*.json")) == sorted(cid for _, cid in good)  # kept
+        started: list[str] = []
+        rerun = run_cells(good, _task(cfg, prepared, tmp_path), store, cfg.execution, lambda c: None,
+                          on_start=lambda key, cid: started.append(cid))
+        assert [c.cell_id for c in rerun] == [cid for _, cid in good] and started == []  # restored, none recomputed
     finally:
         ray.shutdown()
 

@@ -32,9 +32,10 @@ def test_label_of_equals_the_reports_run_label() -> None:
 
 def test_run_key_names_and_row_fields() -> None:
     key = RunKey("vgg", "snip", 0.9, 0)
-    assert key.name == "snip s=0.9 seed=0" and key.metric_key == "snip@0.9" and key.label == "snip"
+    assert key.name == "snip / s=90% / seed 0" and key.metric_key == "snip@0.9" and key.label == "snip"
+    assert key.title == "vgg / snip / s=90% / seed 0" and RunKey("vgg", "dense", 0.0, 1).title == "vgg / dense / seed 1"
     variant = RunKey("vgg", "snip", 0.5, 1, "invert")
-    assert variant.name == "snip+invert s=0.5 seed=1" and variant.metric_key == "snip+invert@0.5"
+    assert variant.name == "snip+invert / s=50% / seed 1" and variant.metric_key == "snip+invert@0.5"
     assert RunKey("vgg", "dense", 0.0, 0).metric_key == "dense"
     # the leading fields of a results row, in the rows' key order (results.json is byte-compared)
     assert list(variant.row_fields().items()) == [("target", "vgg"), ("method", "snip"), ("modifier", "invert"),

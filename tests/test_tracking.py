@@ -250,3 +250,20 @@ def test_end_active_runs_closes_this_process_runs_only(store: Path) -> None:
     assert runs["on stack"].info.status == "KILLED"
     assert client.get_run(off_stack.info.run_id).info.status == "KILLED"
     assert client.get_run(foreign.info.run_id).info.status == "RUNNING"
+
+
+def test_open_run_handles_are_closed_like_stack_runs(store: Path) -> None:
+    """Runs opened with start_run (off the fluent stack: the transfer stage's live cell runs) carry the owner tags,
+    so an interrupted stage's last resort and the next stage's orphan sweep both reach them."""
+    tracker = Tracker(EXPERIMENT, root=store)
+    with tracker.run("parent"):
+        live = tracker.start_run("cell", tags={"stage": "test"})
+        done = tracker.start_run("finished cell")
+        done.end("FINISHED")
+        assert live.status == "RUNNING"
+        tracking.end_active_runs("KILLED")
+    runs = runs_by_name(store)
+    assert runs["cell"].info.status == "KILLED" and runs["finished cell"].info.status == "FINISHED"
+    assert runs["cell"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
+    assert runs["cell"].data.tags[TAG_PID] == str(os.getpid()) and runs["cell"].data.tags["stage"] == "test"
+    assert runs["parent"].info.status == "KILLED"

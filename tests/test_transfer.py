@@ -12,14 +12,21 @@ from conftest import TinyData, make_tiny_data  # noqa: E402  (the shared synthet
 
 import autos.transfer as transfer_module
 from autos import modifiers
+from autos.cells import plan_cells
 from autos.masking import select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
 from autos.study import parse_study
-from autos.transfer import _apply_modifier, dataset_classes, run_target
+from autos.transfer import _apply_modifier, dataset_classes, run_cell
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def run_target(cfg, target: str, data, *, build, cache_dir: Path) -> list[dict]:  # noqa: ANN001
+    """Every row of a target's cells in this process (the stage runs the same cells through autos.executors)."""
+    return [row for key in plan_cells(cfg, target)
+            for row in run_cell(cfg, key, data, build=build, device=torch.device("cpu"), cache_dir=cache_dir).rows]
 
 
 def _config(methods: list[str], modifiers: list[str], settings: dict) -> object:
@@ -35,10 +42,7 @@ def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
                   {"snip": {"batch_size": 16}, "synflow": {"iterations": 3},
                    "lottery_jackpots": {"dense_epochs": 1, "search_epochs": 1, "search_batch_size": 16}})
     build = lambda seed: build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=seed)  # noqa: E731
-    seen = []
-    rows = run_target(cfg, "vgg16_cifar10", tiny_data, build=build, device=torch.device("cpu"),
-                      cache_dir=tmp_path, on_result=lambda run, row, result: seen.append(run.name))
-    assert len(seen) == len(rows)
+    rows = run_target(cfg, "vgg16_cifar10", tiny_data, build=build, cache_dir=tmp_path)
     by_key = {(r["method"], r["modifier"], r["sparsity"]): r for r in rows}
     assert ("dense", "", 0.0) in by_key
     for sparsity in (0.5, 0.8):
@@ -147,8 +151,7 @@ def test_num_classes_comes_from_the_metadata_not_the_labels(tmp_path, monkeypatc
         models.append(build_model("vgg16_bn", num_classes=data.num_classes, width=4, input_size=32, seed=seed))
         return models[-1]
 
-    rows = run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"),
-                      cache_dir=tmp_path, on_result=lambda *_: None)
+    rows = run_target(cfg, "vgg16_cifar10", data, build=build, cache_dir=tmp_path)
     assert {c.num_classes for c in contexts} == {10}
     assert models[0].fc.out_features == 10
     assert all(row["final_test_acc"] >= 0 for row in rows)
@@ -162,5 +165,4 @@ def test_a_model_with_the_wrong_number_of_outputs_is_refused(tmp_path) -> None:
     cfg = _config(["random"], [], {})
     build = lambda seed: build_model("vgg16_bn", num_classes=9, width=4, input_size=32, seed=seed)  # noqa: E731
     with pytest.raises(ValueError, match="9 outputs but the dataset has 10 classes"):
-        run_target(cfg, "vgg16_cifar10", data, build=build, device=torch.device("cpu"),
-                   cache_dir=tmp_path, on_result=lambda *_: None)
+        run_target(cfg, "vgg16_cifar10", data, build=build, cache_dir=tmp_path)

@@ -7,10 +7,10 @@ cell (target, ``dense``, 0, seed).
 
 A cell's id hashes everything that determines its rows: its key, the resolved settings it reads (recipe, pruning,
 the method's settings, its modifiers), the prepared data's sha256, the library's source code and, for AutoS alone,
-the feature settings and the trained scorer's sha256 (so retraining the scorer re-runs no baseline or dense cell). Its rows are written atomically to ``<cache>/<cell id>.json`` as soon as it finishes, so
-a killed stage re-runs only the cells without a file, and the assembled rows are byte-identical to an uninterrupted
-run (JSON floats round-trip exactly). A result file that does not parse or does not match its id is recomputed
-with a warning.
+the feature settings and the trained scorer's sha256 (so retraining the scorer re-runs no baseline or dense cell).
+Its rows are written atomically to ``<cache>/<cell id>.json`` as soon as it finishes, so a killed stage re-runs
+only the cells without a file, and the assembled rows are byte-identical to an uninterrupted run (JSON floats
+round-trip exactly). A result file that does not parse or does not match its id is recomputed with a warning.
 """
 
 from __future__ import annotations
@@ -67,11 +67,20 @@ def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
     return cells
 
 
+# Library modules that cannot change a cell's rows (MLflow, log lines, figures, the report, the user-facing CLI and
+# API): editing them must not throw away days of finished cells. tests/test_cells.py checks that the code computing
+# a cell (autos.transfer and what it imports) imports none of them.
+RESULT_NEUTRAL = ("tracking.py", "mlflow_scorer.py", "run_plots.py", "report", "cli.py", "api.py",
+                  "data_adapters.py", "methods_doc.py")
+
+
 def source_digest(root: Path = SOURCE_ROOT) -> str:
-    """sha256 of the library's source: a code change invalidates every cached cell (DVC re-runs the stage for
-    the same reason, and a cached row computed by other code must not be mixed in)."""
+    """sha256 of the library's source, but for ``RESULT_NEUTRAL``: a code change invalidates every cached cell
+    (DVC re-runs the stage for the same reason, and a cached row computed by other code must not be mixed in)."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in RESULT_NEUTRAL:
+            continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -1,8 +1,19 @@
 """Run a target's sweep cells: in this process (``execution.backend: local``) or as Ray tasks (``ray``).
 
 Either way the driver (the stage process) skips cells whose result file exists (``autos.cells.CellStore``), saves
-each finished cell's rows at once, and hands every result to ``on_done`` in the cells' planned order, so MLflow is
-written by one process only and ``results.json`` has the same rows whatever the backend or the interruptions.
+each finished cell's rows at once, and tells the caller what happens through hooks, all called in the driver, so
+MLflow is written by one process only and ``results.json`` has the same rows whatever the backend or the
+interruptions:
+
+* ``on_start(key, cell_id)``: a cell starts. Locally right before it runs; on Ray when it is handed to a free
+  slot (the driver keeps only as many cells in flight as the cluster's CPUs and GPUs fit, so a submitted cell is a
+  running one). Never called for cells restored from the cache.
+* ``on_finish(result)``: a cell computed by this process finished and its result file is saved (completion order).
+* ``on_fail(key, cell_id, message)``: a cell failed (on Ray after its retries). Locally the exception then
+  propagates and ends the sweep; on Ray the other cells go on.
+* ``on_done(result)``: every result, cached or computed, in the cells' planned order.
+
+A line per finished cell reports the sweep's progress with an ETA (``autos.progress.SweepProgress``).
 
 Ray: with no ``execution.address`` (and no ``RAY_ADDRESS``) an embedded local instance starts with this
 machine's CPUs and GPUs; with an address, the stage joins that cluster (``ray start --head`` /
@@ -10,7 +21,9 @@ machine's CPUs and GPUs; with an address, the stage joins that cluster (``ray st
 trainings on one GPU); a worker gets only the cell's key and a small ``CellTask`` (the config, paths), loads the
 prepared data by path once per worker process, and returns the rows. A cell that raises, runs out of memory or
 loses its worker is retried ``execution.max_retries`` times, then reported with its id and error while the other
-cells go on; the stage exits non-zero at the end, with every finished cell kept.
+cells go on; the stage exits non-zero at the end, with every finished cell kept. The number of cells in flight
+follows the cluster's resources as they are when a slot frees (nodes that join are used); an autoscaler that only
+adds nodes for queued work sees no queue.
 """
 
 from __future__ import annotations
@@ -18,7 +31,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,12 +41,13 @@ from typing import Any
 
 import torch
 
-from autos.cells import CellKey, CellResult, CellStore, failed_cells_message
+from autos.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message
 from autos.config import ExecutionConfig, StudyConfig
 from autos.data.prepared import PreparedData, load_prepared
 from autos.device import resolve_device
 from autos.errors import AutosError
 from autos.models import model_for
+from autos.progress import Clock, SweepProgress, percent
 from autos.watchdog import beat
 
 log = logging.getLogger(__name__)
@@ -83,11 +99,27 @@ def execute_cell(task: CellTask, key: CellKey) -> CellResult:
 
 
 OnDone = Callable[[CellResult], None]
+OnStart = Callable[[CellKey, str], None]
+OnFail = Callable[[CellKey, str, str], None]
+
+
+def describe(key: CellKey) -> str:
+    """A cell for a person: ``snip s=98% seed 0``, ``dense seed 0``."""
+    if key.method == DENSE:
+        return f"{key.method} seed {key.seed}"
+    return f"{key.method} s={percent(key.sparsity)} seed {key.seed}"
+
+
+def error_line(exc: BaseException) -> str:
+    """The last line of an exception's message (Ray wraps the worker's traceback in it), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellStore, execution: ExecutionConfig,
-              on_done: OnDone) -> list[CellResult]:
-    """Run every (key, cell id) not yet in ``store``; return all results in the given order."""
+              on_done: OnDone, *, on_start: OnStart | None = None, on_finish: OnDone | None = None,
+              on_fail: OnFail | None = None, clock: Clock = time.monotonic) -> list[CellResult]:
+    """Run every (key, cell id) not yet in ``store``; return all results in the given order (hooks: module doc)."""
     results: dict[str, CellResult] = {}
     todo: list[tuple[CellKey, str]] = []
     for key, cid in cells:
@@ -96,8 +128,10 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellS
             results[cid] = cached
         else:
             todo.append((key, cid))
-    log.info("cells: %d of %d already finished, %d to run on the %s backend", len(results), len(cells), len(todo),
-             execution.backend)
+    name = f"transfer {cells[0][0].target}" if cells else "transfer"
+    progress = SweepProgress(name, len(cells), cached=len(results), clock=clock)
+    log.info("%s: %d cells, %d already finished, %d to run on the %s backend", name, len(cells), len(results),
+             len(todo), execution.backend)
     emitted = 0
 
     def emit_ready() -> None:
@@ -107,20 +141,39 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellS
             on_done(results[cells[emitted][1]])
             emitted += 1
 
+    def start(key: CellKey, cid: str) -> None:
+        progress.started(cid)
+        log.info("%s: cell %d/%d started (%s)", name, progress.index(), len(cells), describe(key))
+        if on_start is not None:
+            on_start(key, cid)
+
     def finish(key: CellKey, cid: str, result: CellResult) -> None:
         result.cell_id = cid
         store.save(result)  # before anything else: a kill after this line loses nothing
         results[cid] = result
-        log.info("cell %d/%d done: %s", len(results), len(cells), key.name)
+        log.info("%s", progress.finished(cid, describe(key)))
+        if on_finish is not None:
+            on_finish(result)
         emit_ready()
+
+    def fail(key: CellKey, cid: str, message: str) -> None:
+        log.error("%s: %s", progress.failed(cid, f"{describe(key)} [{cid}]"), message)
+        if on_fail is not None:
+            on_fail(key, cid, message)
 
     emit_ready()
     failures: list[tuple[CellKey, str, str]] = []
     if execution.backend == "local":
         for key, cid in todo:
-            finish(key, cid, execute_cell(task, key))
+            start(key, cid)
+            try:
+                result = execute_cell(task, key)
+            except Exception as exc:
+                fail(key, cid, error_line(exc))
+                raise
+            finish(key, cid, result)
     else:
-        failures = _run_on_ray(todo, task, execution, finish)
+        failures = _run_on_ray(todo, task, execution, start, finish, fail)
     if failures:
         raise ExecutionError(failed_cells_message(failures))
     return [results[cid] for _, cid in cells]
@@ -166,8 +219,17 @@ def _start_ray(execution: ExecutionConfig) -> Any:
     return ray
 
 
+def slots(resources: Mapping[str, float], execution: ExecutionConfig) -> int:
+    """How many cells the cluster's ``resources`` run at once (at least 1)."""
+    fits = [float(resources.get("CPU", 0.0)) / (execution.num_cpus or 1.0)]
+    if execution.num_gpus > 0:
+        fits.append(float(resources.get("GPU", 0.0)) / execution.num_gpus)
+    return max(1, int(min(fits) + 1e-9))
+
+
 def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: ExecutionConfig,
-                finish: Callable[[CellKey, str, CellResult], None]) -> list[tuple[CellKey, str, str]]:
+                start: Callable[[CellKey, str], None], finish: Callable[[CellKey, str, CellResult], None],
+                fail: Callable[[CellKey, str, str], None]) -> list[tuple[CellKey, str, str]]:
     if not todo:
         return []
     ray = _start_ray(execution)
@@ -177,17 +239,25 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: 
         retry_exceptions=execution.max_retries > 0,  # exceptions raised by the cell itself
     )
     task_ref = ray.put(task)
-    pending = {remote.remote(task_ref, key): (key, cid) for key, cid in todo}
+    queue = deque(todo)
+    pending: dict[Any, tuple[CellKey, str]] = {}
     failures: list[tuple[CellKey, str, str]] = []
-    while pending:
+    while queue or pending:
+        # Only as many cells in flight as fit at once: a submitted cell starts now, so its MLflow run is live.
+        free = slots(ray.cluster_resources(), execution) - len(pending)
+        while queue and (free > 0 or not pending):
+            key, cid = queue.popleft()
+            start(key, cid)
+            pending[remote.remote(task_ref, key)] = (key, cid)
+            free -= 1
         done, _ = ray.wait(list(pending), num_returns=1)
         key, cid = pending.pop(done[0])
         try:
             result = ray.get(done[0])
         except Exception as exc:  # noqa: BLE001 - any cell failure is reported with its id; the rest go on
-            message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            log.error("cell %s [%s] failed after %d retries: %s", key.name, cid, execution.max_retries, message)
+            message = error_line(exc)
             failures.append((key, cid, message))
+            fail(key, cid, f"{message} (after {execution.max_retries} retries)")
             continue
         finish(key, cid, result)
     return failures

@@ -1,9 +1,9 @@
 """The one typed record of a transfer run, shared by ``autos.transfer``, its stage and the report.
 
 ``RunKey`` names a run: (target, method, sparsity, seed, modifier). ``run_label`` is the one label function,
-``method`` or ``method+modifier``; every other name derives from it: ``RunKey.name`` (the MLflow run and the
-progress bar), ``RunKey.metric_key`` (the keys of ``metrics/transfer_<target>.json``) and ``label_of(row)``, the
-label of a results row, whose output equals ``autos.report``'s ``run_label(row)`` for every row.
+``method`` or ``method+modifier``; every other name derives from it: ``RunKey.name`` / ``RunKey.title`` (the
+MLflow run and the progress bar), ``RunKey.metric_key`` (the keys of ``metrics/transfer_<target>.json``) and
+``label_of(row)``, the label of a results row, whose output equals ``autos.report``'s ``run_label(row)`` for every row.
 """
 
 from __future__ import annotations
@@ -45,8 +45,15 @@ class RunKey:
 
     @property
     def name(self) -> str:
-        """``label s=<sparsity> seed=<seed>``: the run's MLflow name."""
-        return f"{self.label} s={self.sparsity:g} seed={self.seed}"
+        """``<label> / s=<sparsity %> / seed <n>`` (the dense run: ``dense / seed <n>``): the run within a target."""
+        if self.method == "dense":
+            return f"{self.label} / seed {self.seed}"
+        return f"{self.label} / s={self.sparsity * 100:.4g}% / seed {self.seed}"
+
+    @property
+    def title(self) -> str:
+        """``<target> / <name>``: the MLflow run name and the training progress label, unique within a study."""
+        return f"{self.target} / {self.name}"
 
     @property
     def metric_key(self) -> str:

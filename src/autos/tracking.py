@@ -3,8 +3,15 @@
 Default store: SQLite at ``<root>/mlflow.db`` with artifacts in ``<root>/mlartifacts``, where root is
 ``autos.paths.project_root()`` (the study's own folder, also in a ``dvc exp run --temp`` copy);
 ``MLFLOW_TRACKING_URI`` overrides. Runs of a DVC experiment are tagged with its name and baseline commit.
-One run per stage run, nested runs per IRP round and per (method, sparsity, seed). DVC's metrics files stay
-the source of truth; MLflow mirrors them and holds plots and the scorer model.
+One run per stage run (``Tracker.run``, MLflow's fluent run stack), nested runs per IRP round and per transfer
+run. DVC's metrics files stay the source of truth; MLflow mirrors them and holds plots and the scorer model.
+
+Runs that must be open while other work goes on (the transfer stage opens a cell's run when the cell starts, several
+at once on Ray, and closes each when its cell finishes or fails) are ``RunHandle``s from ``Tracker.start_run``:
+client-side runs with an explicit parent, off the fluent stack. Run names are unique within their parent (a
+repeated name gets `` (2)``, `` (3)``, ...).
+
+Nothing here draws a progress bar into a log: when stderr is no terminal, MLflow's artifact progress bars are off.
 
 MLflow state is kept true even when a stage dies:
 
@@ -17,12 +24,15 @@ MLflow state is kept true even when a stage dies:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -162,6 +172,13 @@ def owner_alive(tags: Mapping[str, str]) -> bool | None:
     return _same_process(recorded, current)
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def _have_psutil() -> bool:
     try:
         import psutil  # noqa: F401
@@ -228,12 +245,16 @@ class Tracker:
         self.root = (root or project_root()).resolve()  # as_uri() below needs an absolute path
         self._mlflow: Any = None  # the mlflow module once enabled (imported lazily: it is slow to import)
         self.experiment_id: str | None = None
+        self._context_tags: dict[str, str] | None = None  # user, source, git commit: what fluent runs get
+        self._child_names: dict[str, set[str]] = {}  # parent run id -> names of the children this tracker made
         if not enabled:
             return
         uri = tracking_uri(self.root)
         if uri.lower().startswith(("http://", "https://")):
             probe_server(uri, probe_timeout)
         os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+        if not _stderr_is_terminal():  # a log file (DVC captures stderr): no tqdm carriage returns in it
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
         self._mlflow = mlflow
@@ -288,6 +309,9 @@ class Tracker:
             yield self
             return
         all_tags = {**{k: str(v) for k, v in (tags or {}).items()}, **owner_tags()}
+        parent = self.active_run_id()
+        if nested and parent is not None:
+            name = self._unique_name(parent, name)
         with self._mlflow.start_run(run_name=name, nested=nested, tags=all_tags) as active:
             try:
                 if params:
@@ -304,16 +328,73 @@ class Tracker:
                         log.warning("could not end MLflow run %s as KILLED (%s)", active.info.run_id, exc)
                 raise
 
+    def active_run_id(self) -> str | None:
+        """The id of the innermost fluent run (``Tracker.run``) of this process, None when none is open."""
+        if not self.enabled:
+            return None
+        active = self._mlflow.active_run()
+        return None if active is None else str(active.info.run_id)
+
+    def _unique_name(self, parent_id: str, name: str) -> str:
+        taken = self._child_names.setdefault(parent_id, set())
+        unique, n = name, 1
+        while unique in taken:
+            n += 1
+            unique = f"{name} ({n})"
+        if unique != name:
+            log.warning("MLflow run name %r is taken under parent %s; using %r", name, parent_id, unique)
+        taken.add(unique)
+        return unique
+
+    def _default_tags(self) -> dict[str, str]:
+        if self._context_tags is None:
+            try:
+                from mlflow.tracking.context.registry import resolve_tags
+
+                self._context_tags = {k: str(v) for k, v in resolve_tags({}).items()}
+            except Exception as exc:  # noqa: BLE001 - context tags (user, source) are nice to have, never needed
+                log.debug("no MLflow context tags (%s)", exc)
+                self._context_tags = {}
+        return dict(self._context_tags)
+
+    def start_run(self, name: str, *, parent: RunHandle | str | None = None, tags: Mapping[str, Any] | None = None,
+                  params: Mapping[str, Any] | None = None, start_time: float | None = None) -> RunHandle:
+        """Open a run under ``parent`` (a handle or run id; default: the innermost ``Tracker.run``) and return its
+        handle; it stays RUNNING until ``handle.end(...)``. ``start_time``: seconds since the epoch (default now).
+        Such runs carry the owner tags, so a killed process's runs are closed like any other (KILLED)."""
+        if not self.enabled:
+            return RunHandle(None, None)
+        parent_id = parent.run_id if isinstance(parent, RunHandle) else (parent or self.active_run_id())
+        all_tags = {**self._default_tags(), **{k: str(v) for k, v in (tags or {}).items()}, **owner_tags()}
+        if parent_id is not None:
+            all_tags["mlflow.parentRunId"] = parent_id
+            name = self._unique_name(parent_id, name)
+        client = self._mlflow.MlflowClient()
+        start_ms = int((time.time() if start_time is None else start_time) * 1000)
+        run = client.create_run(self.experiment_id, start_time=start_ms, tags=all_tags, run_name=name)
+        handle = RunHandle(client, run.info.run_id, name=name)
+        if params:
+            handle.log_params(params)
+        return handle
+
+    def has_run(self, tag: str, value: str, status: str = "FINISHED") -> bool:
+        """Whether this experiment holds a run with tag ``tag`` = ``value`` and ``status``."""
+        if not self.enabled or self.experiment_id is None:
+            return False
+        client = self._mlflow.MlflowClient()
+        quoted = value.replace("'", "\\'")
+        found = client.search_runs([self.experiment_id], max_results=1,
+                                   filter_string=f"tags.`{tag}` = '{quoted}' and attributes.status = '{status}'")
+        return len(found) > 0
+
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.enabled:
-            flat = {k: (str(v)[:6000] if v is not None else "null") for k, v in flatten(params).items()}
-            self._mlflow.log_params(flat)
+            self._mlflow.log_params(param_values(params))
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if not self.enabled:
             return
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = metric_values(metrics)
         if numeric:
             self._mlflow.log_metrics(numeric, step=step)
 
@@ -337,20 +418,127 @@ class Tracker:
         if self.enabled:
             self._mlflow.log_dict(dict(values), name)
 
-    def log_scorer_model(self, scorer_dir: Path, registered_name: str) -> None:
-        """Log the scorer as an MLflow pyfunc model built from code (no pickled module) and register it."""
+    def log_scorer_model(self, scorer_dir: Path, registered_name: str, inputs: Sequence[str] | None = None) -> None:
+        """Log the scorer as an MLflow pyfunc model built from code (no pickled module) and register it.
+
+        Its signature: one float32 column per scorer input (``inputs``, default: the ``inputs`` recorded in
+        ``scorer.json``), in the scorer's order; the output is one float32 score per row. MLflow refuses float64
+        columns for it (a narrowing cast): cast a DataFrame with ``df.astype("float32")`` first."""
         if not self.enabled:
             return
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, DataType, Schema
+
         from autos import mlflow_scorer
 
-        self._mlflow.pyfunc.log_model(
-            name="scorer",
-            python_model=mlflow_scorer.__file__,
-            artifacts={"scorer_dir": str(scorer_dir)},
-            registered_model_name=registered_name,
-            pip_requirements=["torch", "numpy", "pandas", "pydantic", "pyarrow"],
-            code_paths=[str(Path(mlflow_scorer.__file__).parent)],
-        )
+        if inputs is None:
+            inputs = json.loads((Path(scorer_dir) / "scorer.json").read_text())["inputs"]
+        import numpy as np
+        import pandas as pd
+
+        signature = ModelSignature(inputs=Schema([ColSpec(DataType.float, str(c)) for c in inputs]),
+                                   outputs=Schema([ColSpec(DataType.float)]))
+        example = pd.DataFrame({str(c): np.zeros(2, dtype=np.float32) for c in inputs})  # shown in the UI
+        with plain_warnings():
+            self._mlflow.pyfunc.log_model(
+                name="scorer",
+                python_model=mlflow_scorer.__file__,
+                artifacts={"scorer_dir": str(scorer_dir)},
+                registered_model_name=registered_name,
+                signature=signature,
+                input_example=example,
+                pip_requirements=["torch", "numpy", "pandas", "pydantic", "pyarrow"],
+                code_paths=[str(Path(mlflow_scorer.__file__).parent)],
+            )
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Warnings raised inside, re-logged as plain lines: MLflow colours some of its warnings with ANSI codes
+    (``mlflow.utils.warnings_utils.color_warning``), which a log file (DVC's) would get raw."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for warning in caught:
+        log.warning("%s: %s", warning.category.__name__, ANSI_ESCAPE.sub("", str(warning.message)).strip())
+
+
+def param_values(params: Mapping[str, Any]) -> dict[str, str]:
+    """Params as MLflow takes them: flat, strings of at most 6000 characters, None as 'null'."""
+    return {k: (str(v)[:6000] if v is not None else "null") for k, v in flatten(params).items()}
+
+
+def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numeric entries of (nested) ``metrics`` as flat floats; booleans and everything else are left out."""
+    return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class RunHandle:
+    """One MLflow run opened by ``Tracker.start_run``, written through the client (not the fluent run stack).
+
+    A handle of a disabled tracker (``run_id`` None) does nothing. ``end`` is idempotent."""
+
+    def __init__(self, client: Any, run_id: str | None, *, name: str = "") -> None:
+        self._client = client
+        self.run_id = run_id
+        self.name = name
+        self.status: str | None = None if run_id is None else "RUNNING"
+
+    @property
+    def enabled(self) -> bool:
+        return self.run_id is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self.enabled:
+            from mlflow.entities import Param
+
+            values = param_values(params)
+            self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in values.items()])
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        if self.enabled:
+            self._log_metrics([(metric_values(metrics), step or 0)])
+
+    def log_history(self, history: Sequence[Mapping[str, float]], prefix: str = "") -> None:
+        """Per-epoch records as stepped metrics (step = the record's ``epoch``), in one batch."""
+        if self.enabled:
+            self._log_metrics([(metric_values({f"{prefix}{k}": v for k, v in r.items() if k != "epoch"}),
+                                int(r.get("epoch", 0))) for r in history])
+
+    def _log_metrics(self, batches: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for values, step in batches for k, v in values.items()]
+        if metrics:
+            self._client.log_batch(self.run_id, metrics=metrics)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.enabled:
+            from mlflow.entities import RunTag
+
+            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if self.enabled and Path(path).exists():
+            if Path(path).is_dir():
+                self._client.log_artifacts(self.run_id, str(path), artifact_path=artifact_path)
+            else:
+                self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+
+    def log_dict(self, values: Mapping[str, Any], name: str) -> None:
+        if self.enabled:
+            self._client.log_dict(self.run_id, dict(values), name)
+
+    def end(self, status: str = "FINISHED", end_time: float | None = None) -> None:
+        """End the run with ``status`` (FINISHED, FAILED or KILLED); ``end_time`` in seconds since the epoch."""
+        if not self.enabled or self.status != "RUNNING":
+            return
+        end_ms = None if end_time is None else int(end_time * 1000)
+        self._client.set_terminated(self.run_id, status, end_time=end_ms)
+        self.status = status
 
 
 def _running_runs(client: Any, experiment_id: str, extra_filter: str = "") -> Iterator[Any]:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 Forward = Callable[[Tensor], Tensor]
 
+STEP_LOG_SECONDS = 60.0  # a log line inside an epoch at most this often (the per-epoch line comes regardless)
+
 
 @torch.no_grad()
 def evaluate(
@@ -266,7 +268,10 @@ def _train(
     best_acc, best_epoch, test_loss, test_acc = -1.0, 0, math.nan, math.nan
     start = time.perf_counter()
     train_seconds = 0.0
+    # A bar on a terminal only (disable=None: off when stderr is no tty, e.g. a DVC log); the log lines below are
+    # the record either way: one per epoch, and one per STEP_LOG_SECONDS inside an epoch that takes longer.
     bar = tqdm(range(recipe.epochs), desc=desc, leave=False, disable=None)
+    last_line = time.perf_counter()
     for epoch in bar:
         state.epoch = epoch
         model.train()
@@ -301,6 +306,10 @@ def _train(
                 apply_masks_(model, step_masks)  # weight decay and momentum must not revive pruned weights
             state.step += 1
             beat(f"{desc} epoch {epoch + 1} step {i + 1}")
+            if time.perf_counter() - last_line >= STEP_LOG_SECONDS:
+                last_line = time.perf_counter()
+                log.info("%s epoch %d/%d: step %d/%d (%.0f s into the epoch)", desc, epoch + 1, recipe.epochs, i + 1,
+                         steps_per_epoch, last_line - epoch_start)
             for cb in callbacks:
                 cb.on_step_end(state)
         record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": int(correct.item()) / seen,
@@ -315,10 +324,11 @@ def _train(
                 best_acc, best_epoch = test_acc, epoch + 1
         state.history.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record.get('test_acc', math.nan):.3f}")
+        last_line = time.perf_counter()
         log.info(
-            "%s epoch %d/%d loss %.4f train_acc %.4f test_acc %s",
+            "%s epoch %d/%d loss %.4f train_acc %.4f test_acc %s (%.0f s)",
             desc, epoch + 1, recipe.epochs, record["train_loss"], record["train_acc"],
-            f"{record['test_acc']:.4f}" if "test_acc" in record else "-",
+            f"{record['test_acc']:.4f}" if "test_acc" in record else "-", last_line - epoch_start,
         )
         for cb in callbacks:
             cb.on_epoch_end(state)

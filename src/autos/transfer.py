@@ -4,6 +4,9 @@ One row per run: requested and achieved sparsity, per-layer density, effective s
 and best-epoch accuracy, seconds spent selecting the mask and training. The dense row (sparsity 0) trains the
 same init with the same recipe. Modifiers (Frankle et al. 2021 sanity checks) re-train a method's mask shuffled
 within layers, with re-initialised weights, or inverted.
+
+``run_cell`` computes one cell (``autos.cells``); a sweep's cells run through ``autos.executors.run_cells``, the one
+loop (resumable, local or on Ray).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch import nn
 
 from autos import modifiers
 from autos.batches import ImageData
-from autos.cells import DENSE, CellKey, CellResult, plan_cells
+from autos.cells import DENSE, CellKey, CellResult
 from autos.config import ModelSpec, StudyConfig
 from autos.health import effective_summary
 from autos.masking import Masks, classifier_name, mask_summary
@@ -96,7 +99,7 @@ def run_cell(
             stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
                          layer_effective_density=effective["layer_effective_density"])
         if train_model:
-            result = train(model, data, recipe, seed=seed, device=device, masks=masks, desc=f"{target} {run.name}")
+            result = train(model, data, recipe, seed=seed, device=device, masks=masks, desc=run.title)
         else:
             result = evaluate_only(model, data, device=device, masks=masks, batch_size=recipe.eval_batch_size)
         if masks is not None:  # masks must hold through training (nonzero counts unchanged)
@@ -123,7 +126,7 @@ def run_cell(
     result = pruner.prune(ctx, density)
     select_seconds = time.perf_counter() - start
     variants: list[tuple[str | None, Masks, dict[str, torch.Tensor] | None]] = [(None, result.masks, result.state_dict)]
-    for modifier in cfg.transfer.modifiers:
+    for modifier in cfg.transfer.modifiers_for(key.method):
         if modifier == "invert" and result.scores is None:
             log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)", key.method)
             continue
@@ -138,29 +141,3 @@ def run_cell(
         train_model = result.train or variant == "reinit"
         record(run, model, masks, dict(result.info), select_seconds, train_model=train_model)
     return CellResult(key, result_rows, histories)
-
-
-def run_target(
-    cfg: StudyConfig,
-    target: str,
-    data: ImageData,
-    *,
-    build: Callable[[int], nn.Module],
-    device: torch.device,
-    root: Path = Path("."),
-    cache_dir: Path | None,
-    on_result: Callable[[RunKey, dict[str, Any], list[dict[str, float]]], None],
-) -> list[dict[str, Any]]:
-    """Every cell of one target, in this process and in order; ``on_result`` sees each row as it lands. (The
-    stage runs the same cells through ``autos.executors``: resumable, and on Ray when asked.)"""
-    rows: list[dict[str, Any]] = []
-    for key in plan_cells(cfg, target):
-        cell = run_cell(cfg, key, data, build=build, device=device, root=root, cache_dir=cache_dir)
-        for row, history in zip(cell.rows, cell.histories, strict=True):
-            rows.append(row)
-            on_result(run_key_of(row), row, history)
-    return rows
-
-
-def run_key_of(row: dict[str, Any]) -> RunKey:
-    return RunKey(row["target"], row["method"], float(row["sparsity"]), int(row["seed"]), row.get("modifier") or None)

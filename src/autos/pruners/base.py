@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,12 @@ from torch import Tensor, nn
 from autos.batches import ImageData, scoring_batches
 from autos.config import FeaturesConfig, TrainRecipe
 from autos.masking import Masks, Scores, apply_masks_, invert_scores, prunable_parameters, select_mask
+from autos.progress import Heartbeat
 
 if TYPE_CHECKING:  # the scorer package is imported by the AutoS method only when it runs
     from autos.scorer import ScorerNet, ScorerSettings
+
+log = logging.getLogger(__name__)
 
 Scope = Literal["global", "layerwise"]
 
@@ -168,17 +172,35 @@ def prune_loop(
     is) and keeps ``density ** (k / n)`` of all prunable weights by ``select_mask``; weights already pruned stay
     pruned (``alive``), even at tied zero scores. ``invert`` negates the scores of every round (sanity check S3).
     With n = 1 it is the one-shot selection.
+
+    A long loop says where it is: ``<method>: scoring round k/n`` at most every ``progress.HEARTBEAT_SECONDS``
+    (nothing when the loop is quick), and a closing line when it said anything.
     """
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
+    label = _method_label(score)
+    heartbeat = Heartbeat(logger=log)
     masks: Masks | None = None
     scores: Scores = {}
     for k in range(1, iterations + 1):
+        heartbeat.beat("%s: scoring round %d/%d (%.0f s so far)", label, k, iterations, heartbeat.elapsed())
         scores = score(ctx if masks is None else ctx.masked(masks))
         ranked = invert_scores(scores) if invert else scores
         masks = select_mask(ranked, density ** (k / iterations), scope=scope, alive=masks)
+    if heartbeat.fired:
+        log.info("%s: %d scoring round(s) done in %.0f s", label, iterations, heartbeat.elapsed())
     assert masks is not None
     return masks, scores
+
+
+def _method_label(score: Callable[[PruneContext], Scores]) -> str:
+    """The registered name of the method whose ``score`` this is (progress lines), else 'scoring'."""
+    owner = getattr(score, "__self__", None)
+    if owner is None:
+        return "scoring"
+    from autos.pruners._registry import PRUNERS  # the registry imports this module
+
+    return next((name for name in PRUNERS.names() if PRUNERS.get(name) is type(owner)), type(owner).__name__)
 
 
 class ScorePruner(Pruner[SS]):

@@ -1,0 +1,407 @@
+"""The transfer sweep in MLflow (stages/transfer.py ``SweepRuns`` over ``autos.executors.run_cells``): readable
+and unique run names, runs RUNNING while their cell runs and FINISHED / FAILED / KILLED after, no duplicate runs
+for cached cells, per-run figures, the parent's summary metrics, and the registered scorer's signature.
+
+Cells are faked (``executors.execute_cell`` replaced) except in the stage test at the end, which runs two real
+tiny cells through ``stages.transfer.main``. Every test writes to a real SQLite store in tmp_path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import logging
+import shutil
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_tracking import client_for, empty_db, store  # noqa: F401  (fixtures: a fresh SQLite store)
+
+from autos import executors, tracking
+from autos.cells import DENSE, CellKey, CellResult, CellStore, plan_cells
+from autos.config import ExecutionConfig
+from autos.executors import CellTask
+from autos.records import RunKey
+from autos.study import parse_study
+from autos.tracking import Tracker
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python -m pytest` (make test) puts the repo on the path, a bare `pytest` does not
+    sys.path.insert(0, str(REPO))
+transfer_stage = importlib.import_module("stages.transfer")
+SweepRuns, log_sweep_summary = transfer_stage.SweepRuns, transfer_stage.log_sweep_summary
+metric_label, parent_metrics = transfer_stage.metric_label, transfer_stage.parent_metrics
+
+EXPERIMENT = "test-sweep"
+TARGET = "vgg16_cifar10"
+
+
+def _config(execution: dict[str, Any] | None = None, **transfer: Any) -> Any:
+    raw = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    raw["transfer"].update(methods=["random", "snip"], modifiers=["shuffle"], sparsities=[0.5, 0.9], seeds=[0, 1],
+                           dense=True, method_settings={})
+    raw["transfer"].update(transfer)
+    raw["execution"] = execution or {"backend": "local"}
+    return parse_study(raw)
+
+
+def _cells(cfg: Any) -> list[tuple[CellKey, str]]:
+    return [(k, hashlib.sha256(k.name.encode()).hexdigest()[:20]) for k in plan_cells(cfg, TARGET)]
+
+
+def _fake_rows(cfg: Any, key: CellKey) -> CellResult:
+    """What run_cell returns, with made-up numbers: the method's row, then one per modifier."""
+    variants: list[str | None] = [None] + ([] if key.method == DENSE else cfg.transfer.modifiers_for(key.method))
+    rows, histories = [], []
+    for i, modifier in enumerate(variants):
+        acc = 0.9 - key.sparsity / 2 - 0.1 * i + 0.01 * key.seed
+        row: dict[str, Any] = {**RunKey(key.target, key.method, key.sparsity, key.seed, modifier).row_fields(),
+                               "final_test_acc": acc, "best_test_acc": acc + 0.01, "train_seconds": 0.5,
+                               "select_seconds": 0.25, "info": {"kind": "pai"}, "epochs": 2, "collapsed": False}
+        if key.method != DENSE:
+            row.update(achieved_sparsity=key.sparsity, layer_density={"features.0.weight": 1 - key.sparsity,
+                                                                      "fc.weight": 1 - key.sparsity / 2},
+                       layer_effective_density={"features.0.weight": 1 - key.sparsity, "fc.weight": 0.5})
+        rows.append(row)
+        histories.append([{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.2 * e, "lr": 0.1, "test_loss": 2.1 / e,
+                           "test_acc": acc * e / 2} for e in (1, 2)])
+    return CellResult(key, rows, histories)
+
+
+def _task(cfg: Any, tmp: Path) -> CellTask:
+    return CellTask(cfg=cfg, data_dir=tmp / "none", root=REPO, cache_dir=tmp / "cache", torch_threads=None)
+
+
+def _runs(root: Path) -> list[Any]:
+    client = client_for(root)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def _children(runs: list[Any], parent_id: str) -> list[Any]:
+    return [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+
+
+def _sweep(root: Path, cfg: Any, cells: list[tuple[CellKey, str]], store_dir: Path,
+           execute: Callable[[CellTask, CellKey], CellResult], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """One stage-like sweep under a parent run; returns (parent run id, results or the exception raised)."""
+    monkeypatch.setattr(executors, "execute_cell", execute)
+    tracker = Tracker(EXPERIMENT, root=root)
+    outcome: Any = None
+    try:
+        with tracker.run(f"transfer {TARGET}", tags={"stage": "transfer"}):
+            parent_id = tracker.active_run_id()
+            assert parent_id is not None
+            sweep = SweepRuns(tracker, CellStore(store_dir), parent_id)
+            outcome = sweep.run(cells, _task(cfg, root), ExecutionConfig())
+            log_sweep_summary(tracker, TARGET, [row for cell in outcome for row in cell.rows], cells_total=len(cells),
+                              cells_run=sweep.computed)
+    except BaseException as exc:  # noqa: BLE001 - the tests look at what the sweep left behind
+        outcome = exc
+    return parent_id, outcome
+
+
+def test_runs_are_live_named_unique_and_summarised(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg = _config()
+    cells = _cells(cfg)
+    client = client_for(store)
+    seen_live: list[tuple[str, str]] = []
+
+    def execute(task: CellTask, key: CellKey) -> CellResult:
+        cid = dict(cells)[key]
+        experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+        live = client.search_runs([experiment_id], filter_string=f"tags.cell = '{cid}'")
+        assert len(live) == 1, "the cell's run is opened before the cell runs"
+        seen_live.append((live[0].info.run_name, live[0].info.status))
+        return _fake_rows(cfg, key)
+
+    parent_id, results = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    assert isinstance(results, list), results
+    assert [status for _, status in seen_live] == ["RUNNING"] * len(cells)
+    assert seen_live[1][0] == f"{TARGET} / random / s=50% / seed 0"
+
+    runs = _runs(store)
+    cell_runs = _children(runs, parent_id)
+    assert len(cell_runs) == len(cells) == 10
+    names = [r.info.run_name for r in cell_runs]
+    assert len(set(names)) == len(names)
+    assert f"{TARGET} / dense / seed 1" in names and f"{TARGET} / snip / s=90% / seed 1" in names
+    variants = [r for cell in cell_runs for r in _children(runs, cell.info.run_id)]
+    assert sorted(r.info.run_name for r in variants) == sorted(f"{TARGET} / {m}+shuffle / s={s}% / seed {seed}"
+                                                             for m in ("random", "snip") for s in (50, 90)
+                                                             for seed in (0, 1))
+    rows = [row for cell in results for row in cell.rows]
+    assert len(cell_runs) + len(variants) == len(rows)  # one run per results row
+    for run in cell_runs + variants:
+        assert run.info.status == "FINISHED"
+        assert run.info.end_time >= run.info.start_time
+        assert "final_test_acc" in run.data.metrics and run.data.tags["stage"] == "transfer"
+        assert client.get_metric_history(run.info.run_id, "test_acc")[-1].step == 2  # the per-epoch history
+    snip = next(r for r in cell_runs if r.info.run_name == f"{TARGET} / snip / s=90% / seed 0")
+    assert snip.data.params["modifier"] == "none" and snip.data.tags["modifier"] == "none"
+    assert snip.data.params["info.kind"] == "pai"
+    artifacts = {a.path for a in client.list_artifacts(snip.info.run_id)}
+    assert {"layer_density.json", "plots"} <= artifacts
+    plots = [a.path for a in client.list_artifacts(snip.info.run_id, "plots")]
+    assert plots == ["plots/training_and_density.png"]
+    png = Path(client.download_artifacts(snip.info.run_id, plots[0], str(store / "dl")))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 200_000
+
+    parent = client.get_run(parent_id)
+    metrics = parent.data.metrics
+    assert metrics["acc/dense"] == pytest.approx(0.905)  # mean over seeds 0 and 1
+    assert metrics["acc/snip/s90"] == pytest.approx(0.455)
+    assert metrics["acc/random-shuffle/s50"] == pytest.approx(0.555)
+    assert {a.path for a in client.list_artifacts(parent_id, "plots")} == {"plots/accuracy_vs_sparsity.png"}
+
+
+def test_cached_cells_are_not_logged_twice(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=[])
+    cells = _cells(cfg)
+    computed: list[str] = []
+
+    def execute(task: CellTask, key: CellKey) -> CellResult:
+        computed.append(key.name)
+        return _fake_rows(cfg, key)
+
+    first, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    second, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    assert len(computed) == 2  # the re-run restored both cells
+    runs = _runs(store)
+    assert len(_children(runs, first)) == 2 and _children(runs, second) == []
+    assert client_for(store).get_run(second).data.tags["autos.cells_cached"] == "2"
+    assert client_for(store).get_run(second).data.metrics["acc/random/s90"] == pytest.approx(0.45)
+
+    # Rows saved, their runs in MLflow, the "logged" flag lost (a kill between ending the runs and saving the flag):
+    # the next run finds the runs by their cell id and logs nothing again.
+    cell_store = CellStore(store / "cells")
+    for key, cid in cells:
+        cached = cell_store.load(key, cid)
+        assert cached is not None and cached.logged
+        cached.logged = False
+        cell_store.save(cached)
+    third, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    assert _children(_runs(store), third) == []
+    assert len(computed) == 2
+
+
+def test_unlogged_cached_cell_is_logged_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=["shuffle"])
+    cells = _cells(cfg)
+    cell_store = CellStore(store / "cells")
+    for key, cid in cells:  # rows on disk, no run in MLflow
+        result = _fake_rows(cfg, key)
+        result.cell_id = cid
+        cell_store.save(result)
+
+    def execute(task: CellTask, key: CellKey) -> CellResult:
+        raise AssertionError("a cached cell must not run")
+
+    first, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    second, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
+    runs = _runs(store)
+    logged = _children(runs, first)
+    assert sorted(r.info.run_name for r in logged) == [f"{TARGET} / dense / seed 0",
+                                                       f"{TARGET} / random / s=90% / seed 0"]
+    assert all(r.data.tags.get("autos.restored") == "true" and r.info.status == "FINISHED" for r in logged)
+    variant = [r for cell in logged for r in _children(runs, cell.info.run_id)]
+    assert [r.info.run_name for r in variant] == [f"{TARGET} / random+shuffle / s=90% / seed 0"]
+    assert _children(runs, second) == []
+    assert all(c.logged for c in (cell_store.load(k, cid) for k, cid in cells) if c is not None)
+
+
+def test_a_failing_cell_ends_failed_and_an_interrupted_one_killed(store: Path,  # noqa: F811
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=[])
+    cells = _cells(cfg)
+
+    def broken(task: CellTask, key: CellKey) -> CellResult:
+        if key.method == "random":
+            raise RuntimeError("boom\nout of memory in layer 3")
+        return _fake_rows(cfg, key)
+
+    parent, outcome = _sweep(store, cfg, cells, store / "a", broken, monkeypatch)
+    assert isinstance(outcome, RuntimeError)
+    by_name = {r.info.run_name: r for r in _children(_runs(store), parent)}
+    assert by_name[f"{TARGET} / dense / seed 0"].info.status == "FINISHED"
+    failed = by_name[f"{TARGET} / random / s=90% / seed 0"]
+    assert failed.info.status == "FAILED" and failed.data.tags["error"] == "out of memory in layer 3"
+    assert client_for(store).get_run(parent).info.status == "FAILED"
+
+    def interrupted(task: CellTask, key: CellKey) -> CellResult:
+        raise KeyboardInterrupt
+
+    parent, outcome = _sweep(store, cfg, cells, store / "b", interrupted, monkeypatch)
+    assert isinstance(outcome, KeyboardInterrupt)
+    statuses = Counter(r.info.status for r in _children(_runs(store), parent))
+    assert statuses == {"KILLED": 1}  # the first cell's run; nothing else started
+    assert client_for(store).get_run(parent).info.status == "KILLED"
+
+
+def test_names_and_metric_keys() -> None:
+    assert RunKey("t", "snip", 0.98, 0).title == "t / snip / s=98% / seed 0"
+    assert RunKey("t", "snip", 0.995, 3, "invert").title == "t / snip+invert / s=99.5% / seed 3"
+    assert RunKey("t", "dense", 0.0, 1).title == "t / dense / seed 1"
+    assert metric_label("lottery_jackpots+shuffle") == "lottery_jackpots-shuffle"
+    rows = [{**RunKey("t", "snip", 0.9, s, m).row_fields(), "final_test_acc": 0.5 + s / 10}
+            for s in (0, 1) for m in (None, "reinit")]
+    assert parent_metrics(rows) == {"acc/snip/s90": pytest.approx(0.55), "acc/snip-reinit/s90": pytest.approx(0.55)}
+
+
+def test_sibling_names_stay_unique(store: Path) -> None:  # noqa: F811
+    tracker = Tracker(EXPERIMENT, root=store)
+    with tracker.run("parent"):
+        handles = [tracker.start_run("same") for _ in range(3)]
+        for h in handles:
+            h.end()
+    assert sorted(h.name for h in handles) == ["same", "same (2)", "same (3)"]
+    disabled = Tracker(EXPERIMENT, enabled=False).start_run("x")
+    disabled.log_metrics({"a": 1.0})
+    disabled.end("FAILED")  # a disabled tracker's handle does nothing
+
+
+@pytest.mark.timeout(300)
+def test_scorer_model_has_a_signature_and_logs_plain_text(store: Path, capfd: pytest.CaptureFixture[str],  # noqa: F811
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from autos.scorer import build_scorer, predict, save_scorer
+
+    torch.manual_seed(0)
+    net, settings = build_scorer("mlp", {"hidden": [8]})
+    net.prepare(torch.randn(256, len(settings.inputs)))
+    save_scorer(store / "scorer", net.eval(), "mlp", settings, {})
+    tracker = Tracker(EXPERIMENT, root=store)
+    with caplog.at_level("WARNING"), tracker.run("train_scorer mlp"):
+        tracker.log_scorer_model(store / "scorer", registered_name="test-sweep-scorer")  # inputs from scorer.json
+        run_id = tracker.active_run_id()
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/scorer")
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == list(settings.inputs)
+    assert {str(t) for t in info.signature.inputs.input_types()} == {"DataType.float"}
+    assert [str(t) for t in info.signature.outputs.input_types()] == ["DataType.float"]
+    assert info.saved_input_example_info is not None
+
+    frame = pd.DataFrame({c: np.linspace(-1, 1, 5, dtype=np.float32) for c in settings.inputs})
+    loaded = mlflow.pyfunc.load_model("models:/test-sweep-scorer/1")
+    scores = np.asarray(loaded.predict(frame))
+    assert scores.shape == (5,)
+    expected = predict(net, {c: frame[c].to_numpy() for c in settings.inputs})
+    assert np.allclose(scores, expected)
+    with pytest.raises(Exception, match="float64"):  # the signature holds the dtype: no silent narrowing
+        loaded.predict(frame.astype("float64"))
+
+    captured = capfd.readouterr()
+    for text in (captured.out, captured.err, caplog.text):
+        assert "\x1b[" not in text and "\r" not in text
+    assert not any("type hints" in r.getMessage() for r in caplog.records)
+    assert tracking.os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR") == "false"
+
+
+@pytest.fixture
+def study(store: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+    """A study root (the MLflow store's folder) with prepared CIFAR-10, a few images per class."""
+    from autos.data import prepare_dataset
+
+    prepare_dataset("cifar10", search_dirs=[shared_data], out_dir=store / "data" / "prepared" / "cifar10",
+                    download=False, download_dir=None, max_train_per_class=4, max_test_per_class=2)
+    shutil.copy(REPO / "paths.yaml", store / "paths.yaml")
+    monkeypatch.setenv("AUTOS_ROOT", str(store))
+    monkeypatch.chdir(store)
+    return store
+
+
+@pytest.mark.timeout(300)
+def test_transfer_stage_logs_a_readable_sweep(study: Path, capfd: pytest.CaptureFixture[str],
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    from autos.paths import study_paths
+    from stages.common import StageContext
+
+    cfg = _config(methods=["random"], modifiers=["shuffle"], sparsities=[0.9], seeds=[0])
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"experiment": EXPERIMENT})})
+    caplog.set_level(logging.INFO)
+    transfer_stage.main(StageContext(name="transfer", cfg=cfg, root=study, paths=study_paths(study),
+                                     args=argparse.Namespace(target=TARGET, params="params.yaml")))
+    rows = json.loads((study / "data" / "transfer" / TARGET / "results.json").read_text())["rows"]
+    assert [(r["method"], r["modifier"]) for r in rows] == [("dense", ""), ("random", ""), ("random", "shuffle")]
+
+    runs = _runs(study)
+    parent = next(r for r in runs if r.info.run_name == f"transfer {TARGET}")
+    assert parent.info.status == "FINISHED"
+    assert {"acc/dense", "acc/random/s90", "acc/random-shuffle/s90"} <= set(parent.data.metrics)
+    assert parent.data.metrics["acc/random/s90"] == pytest.approx(rows[1]["final_test_acc"])
+    assert parent.data.tags["autos.cells_run"] == "2"
+    cell_runs = {r.info.run_name: r for r in _children(runs, parent.info.run_id)}
+    assert sorted(cell_runs) == [f"{TARGET} / dense / seed 0", f"{TARGET} / random / s=90% / seed 0"]
+    random_run = cell_runs[f"{TARGET} / random / s=90% / seed 0"]
+    variant = _children(runs, random_run.info.run_id)
+    assert [r.info.run_name for r in variant] == [f"{TARGET} / random+shuffle / s=90% / seed 0"]
+    client = client_for(study)
+    for run in [*cell_runs.values(), *variant]:
+        assert run.info.status == "FINISHED"
+        assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/training_and_density.png"]
+    # the cell's run spans the cell: opened before the mask selection and training, closed after them
+    took = (random_run.info.end_time - random_run.info.start_time) / 1000
+    assert took >= random_run.data.metrics["train_seconds"] + random_run.data.metrics["select_seconds"] - 0.01
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"transfer {TARGET}: cell 2/2 done (random s=90% seed 0, " in "\n".join(lines)
+    captured = capfd.readouterr()
+    for text in (captured.out, captured.err, caplog.text):
+        assert "\x1b[" not in text and "\r" not in text
+
+
+@pytest.mark.timeout(600)
+def test_ray_cells_open_their_runs_when_a_slot_takes_them(store: Path, shared_data: Path) -> None:  # noqa: F811
+    ray = pytest.importorskip("ray")
+    from autos.data import prepare_dataset
+
+    prepared = store / "prepared" / "cifar10"
+    prepare_dataset("cifar10", search_dirs=[shared_data], out_dir=prepared, download=False, download_dir=None,
+                    max_train_per_class=4, max_test_per_class=2)
+    cfg = _config(methods=["random"], modifiers=[], sparsities=[0.5, 0.9], seeds=[0],
+                  execution={"backend": "ray", "num_cpus": 1})
+    cells = _cells(cfg)
+    events: list[tuple[str, str]] = []
+
+    class Recorded(SweepRuns):  # type: ignore[misc, valid-type]
+        def on_start(self, key: CellKey, cid: str) -> None:
+            super().on_start(key, cid)
+            status = client_for(store).get_run(self.open[cid].run_id).info.status
+            events.append(("start", f"{cid} {status}"))
+
+        def on_finish(self, cell: CellResult) -> None:
+            events.append(("finish", cell.cell_id))
+            super().on_finish(cell)
+
+    tracker = Tracker(EXPERIMENT, root=store)
+    task = CellTask(cfg=cfg, data_dir=prepared, root=REPO, cache_dir=store / "cache", torch_threads=1)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+    try:
+        with tracker.run(f"transfer {TARGET}"):
+            parent_id = tracker.active_run_id()
+            results = Recorded(tracker, CellStore(store / "cells"), parent_id).run(cells, task, cfg.execution)
+    finally:
+        ray.shutdown()
+    assert [r.cell_id for r in results] == [cid for _, cid in cells]
+    in_flight, most = 0, 0
+    for kind, what in events:
+        in_flight += 1 if kind == "start" else -1
+        most = max(most, in_flight)
+        if kind == "start":
+            assert what.endswith(" RUNNING")
+    assert most == 2  # two slots: the third cell waits (and its run is opened) until one is free
+    children = _children(_runs(store), parent_id)
+    assert sorted(r.info.run_name for r in children) == sorted(
+        [f"{TARGET} / dense / seed 0", f"{TARGET} / random / s=50% / seed 0", f"{TARGET} / random / s=90% / seed 0"])
+    assert {r.info.status for r in children} == {"FINISHED"}
