@@ -5,7 +5,7 @@ Spearman, top-k overlap with IRP, AUC of "survives every round", next to |w0|, |
 same rows). The scorer is logged to MLflow as a model built from code, with a signature (one float32 column per
 scorer input, a float32 score out), and registered as "<experiment>-scorer".
 
-MLflow: the run ``train_scorer <scorer>`` holds ``train_mse`` / ``holdout_mse`` per epoch, the held-out headline
+MLflow: the run ``train_scorer <scorer>`` holds ``train_loss`` / ``holdout_mse`` per epoch, the held-out headline
 (``heldout/mse``, ``heldout/spearman``, ``heldout/topk_overlap_d<d>``, ``heldout/auc_all_rounds``), the same for
 each trivial baseline (``baseline/<name>/<metric>``) and the row counts (``rows/*``).
 """
@@ -34,7 +34,7 @@ def main(ctx: StageContext) -> None:
                      tags={"stage": "train_scorer", "scorer": cfg.scorer.name}):
         fit = fit_scorer(table, cfg.scorer, device=device)
         for epoch in fit.history:
-            tracker.log_metrics({"train_mse": epoch.train_mse, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
+            tracker.log_metrics({"train_loss": epoch.train_loss, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
 
         holdout = fit.holdout_idx
         if cfg.scorer.max_eval_rows is not None and len(holdout) > cfg.scorer.max_eval_rows:

@@ -27,6 +27,7 @@ from autos.scorer import (
     split_rows,
     trivial_baselines,
 )
+from autos.scorer.fit import batch_loss
 from autos.study import RegistryCatalog
 
 P = 5  # IRP rounds of the synthetic labels
@@ -189,7 +190,7 @@ def test_mlp_learns_the_known_function(synthetic, fitted_mlp) -> None:  # noqa: 
     result = fitted_mlp
     assert not result.model.training
     assert len(result.history) == 8
-    assert result.history[-1].train_mse < result.history[0].train_mse
+    assert result.history[-1].train_loss < result.history[0].train_loss
     assert result.history[-1].holdout_mse < 0.02
     # standardisation buffers hold the training-row statistics
     x_train = input_matrix(table, EXTRA, result.train_idx)
@@ -208,6 +209,30 @@ def test_mlp_learns_the_known_function(synthetic, fitted_mlp) -> None:  # noqa: 
     assert metrics["auc_all_rounds"] > 0.9
 
 
+def test_pairwise_loss_rewards_the_right_order_and_ignores_ties() -> None:
+    label = torch.tensor([3.0, 1.0, 2.0, 0.0, 1.0, 2.0])  # pairs (0,3) (1,4) (2,5): one order, one tie, one tie
+    right = torch.tensor([1.0, 0.0, 0.0, -1.0, 0.0, 0.0])
+    wrong = -right
+    assert batch_loss(right, label, "pairwise") < math.log(2) < batch_loss(wrong, label, "pairwise")
+    # only the informative pair counts: its softplus(-(1 - -1)) alone
+    assert math.isclose(float(batch_loss(right, label, "pairwise")), math.log1p(math.exp(-2.0)), rel_tol=1e-6)
+    scale_free = batch_loss(right * 10, label * 10, "pairwise")
+    assert scale_free < batch_loss(right, label, "pairwise")  # the label's scale does not enter, only the order
+    assert math.isclose(float(batch_loss(right, label, "mse")), float(torch.mean((right - label) ** 2)))
+
+
+def test_pairwise_scorer_learns_the_ranking(synthetic) -> None:  # noqa: ANN001
+    _, _, table = synthetic
+    cfg = ScorerConfig(name="mlp", settings={"hidden": [32, 32]}, epochs=4, batch_size=256, lr=3e-3, seed=0,
+                       loss="pairwise")
+    result = fit_scorer(table, cfg, device="cpu")
+    assert result.history[-1].train_loss < result.history[0].train_loss < math.log(2)
+    hold = result.holdout_idx
+    pred = predict(result.model, input_matrix(table, EXTRA, hold))
+    metrics = evaluate_ranking(pred, table.column("survived").to_numpy()[hold], P, [0.5, 0.2], rng_seed=0)
+    assert metrics["spearman"] > 0.9  # as the MSE scorer on the same function
+
+
 def test_fit_is_deterministic_and_subsamples(synthetic) -> None:  # noqa: ANN001
     _, _, table = synthetic
     cfg = ScorerConfig(name="mlp", settings={"hidden": [8]}, epochs=1, batch_size=512, max_train_rows=3000, seed=5)
@@ -216,7 +241,7 @@ def test_fit_is_deterministic_and_subsamples(synthetic) -> None:  # noqa: ANN001
     assert a.train_idx.size == 3000 and a.history_rows.size == 500
     assert np.intersect1d(a.train_idx, a.holdout_idx).size == 0
     np.testing.assert_array_equal(a.train_idx, b.train_idx)
-    assert a.history[0].train_mse == b.history[0].train_mse
+    assert a.history[0].train_loss == b.history[0].train_loss
     for pa_, pb_ in zip(a.model.parameters(), b.model.parameters(), strict=True):
         assert torch.equal(pa_, pb_)
 
@@ -238,8 +263,8 @@ def test_paper_scorer_tiny_width_trains(synthetic) -> None:  # noqa: ANN001
         name="paper", settings={"width": 4, "stem_hidden": 16}, epochs=2, batch_size=64, lr=1e-3, seed=0
     )
     result = fit_scorer(small, cfg, device="cpu")
-    assert all(math.isfinite(h.train_mse) and math.isfinite(h.holdout_mse) for h in result.history)
-    assert result.history[-1].train_mse < result.history[0].train_mse
+    assert all(math.isfinite(h.train_loss) and math.isfinite(h.holdout_mse) for h in result.history)
+    assert result.history[-1].train_loss < result.history[0].train_loss
     pred = predict(result.model, {c: small.column(c).to_numpy() for c in ("w0", "g0")})
     assert pred.shape == (600,) and pred.dtype == np.float32 and np.isfinite(pred).all()
     # eval mode is pointwise: a row's score does not depend on the other rows in its batch

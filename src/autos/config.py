@@ -264,6 +264,12 @@ class ScorerConfig(Strict):
     )
     topk_densities: list[UnitOpen] = [0.5, 0.2, 0.1, 0.05, 0.01]
     seed: Seed = 0
+    loss: Literal["mse", "pairwise"] = Field(
+        default="mse",
+        description="mse: regress the survival label (the paper); pairwise: a RankNet logistic loss on pairs of "
+        "rows within a batch (any layers), so the scorer learns the global order the selection uses, not the "
+        "label's scale",
+    )
 
     _topk = field_validator("topk_densities")(classmethod(lambda cls, v: _nonempty_unique(v, "top-k density")))
 

@@ -72,10 +72,33 @@ def _label_column(table: pa.Table, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- fitting
 
 
+def batch_loss(pred: torch.Tensor, label: torch.Tensor, kind: str) -> torch.Tensor:
+    """The training loss of one batch.
+
+    ``mse``: mean squared error against the survival label (the paper, docs/reference/autos.md §5.2).
+    ``pairwise``: RankNet's logistic loss (Burges et al. 2005) over the pairs (i, i + n/2) of the batch (rows come
+    in a random order, so these are random pairs across layers), counting only pairs whose labels differ: for the
+    pair with y_i > y_j the loss is softplus(-(s_i - s_j)). Selection ranks all layers together (``select_mask``
+    with global scope), so the order of any two weights is what matters, not the label's scale.
+    """
+    if kind == "mse":
+        return torch.mean((pred - label) ** 2)
+    half = pred.shape[0] // 2
+    if half == 0:
+        return pred.sum() * 0.0
+    sign = torch.sign(label[:half] - label[half : 2 * half])
+    margin = (pred[:half] - pred[half : 2 * half]) * sign
+    informative = sign != 0
+    count = informative.sum().clamp(min=1)
+    return (torch.nn.functional.softplus(-margin) * informative).sum() / count
+
+
+
+
 @dataclass(frozen=True)
 class EpochStats:
     epoch: int
-    train_mse: float  # mean over the epoch's training rows (the reference divided by #batches, section 5.2)
+    train_loss: float  # scorer.loss, mean over the epoch's training rows (the reference divided by #batches, §5.2)
     holdout_mse: float  # on ``FitResult.history_rows`` (a fixed subset of the holdout rows)
     seconds: float
 
@@ -103,7 +126,8 @@ def fit_scorer(
     log_every: int | None = None,
     max_history_rows: int | None = 200_000,
 ) -> FitResult:
-    """Train ``cfg.name`` on ``table`` (features -> ``label``): MSE + Adam, seeded (docs/reference/autos.md §5.2).
+    """Train ``cfg.name`` on ``table`` (features -> ``label``): ``cfg.loss`` (MSE as the paper, or a pairwise
+    ranking loss, ``batch_loss``) + Adam, seeded (docs/reference/autos.md §5.2).
 
     The split is ``split_rows(len(table), cfg.holdout_fraction, cfg.seed)``; training rows are then subsampled to
     ``cfg.max_train_rows`` (seeded, logged; a budget deviation suggested in docs/reference/autos.md §9). The per-epoch
@@ -164,41 +188,41 @@ def fit_scorer(
             epoch_start = time.perf_counter()
             model.train()
             order = torch.randperm(n_train, generator=generator).to(device)
-            sum_sq = torch.zeros((), dtype=torch.float64, device=device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             seen = 0
-            window_sq, window_n = 0.0, 0
+            window_sum, window_n = 0.0, 0
             for step, s in enumerate(range(0, n_train, cfg.batch_size), start=1):
                 idx = order[s : s + cfg.batch_size]
                 if idx.numel() < min_batch:
                     continue
                 pred = model(x_train[idx])
-                loss = torch.mean((pred - y_train[idx]) ** 2)
+                loss = batch_loss(pred, y_train[idx], cfg.loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                batch_sq = loss.detach() * idx.numel()
-                sum_sq += batch_sq
+                batch_total = loss.detach() * idx.numel()
+                loss_sum += batch_total
                 seen += idx.numel()
                 progress.update(1)
                 if log_every is not None:
-                    window_sq += float(batch_sq)
+                    window_sum += float(batch_total)
                     window_n += idx.numel()
                     if step % log_every == 0:
-                        log.info("epoch %d step %d: running train mse %.6f", epoch, step, window_sq / window_n)
-                        window_sq, window_n = 0.0, 0
-            train_mse = float(sum_sq) / max(1, seen)
-            if not math.isfinite(train_mse):
+                        log.info("epoch %d step %d: running train loss %.6f", epoch, step, window_sum / window_n)
+                        window_sum, window_n = 0.0, 0
+            train_loss = float(loss_sum) / max(1, seen)
+            if not math.isfinite(train_loss):
                 raise TrainingDiverged(
-                    f"scorer {cfg.name!r}: training mse is {train_mse} in epoch {epoch} (lr {cfg.lr})"
+                    f"scorer {cfg.name!r}: training loss is {train_loss} in epoch {epoch} (lr {cfg.lr})"
                 )
             hist_pred = predict(model, x_hist, device=device)
             holdout_mse = float(np.mean((hist_pred.astype(np.float64) - y_hist) ** 2))
-            stats = EpochStats(epoch, train_mse, holdout_mse, time.perf_counter() - epoch_start)
+            stats = EpochStats(epoch, train_loss, holdout_mse, time.perf_counter() - epoch_start)
             history.append(stats)
-            progress.set_postfix(train=f"{train_mse:.4g}", holdout=f"{holdout_mse:.4g}")
+            progress.set_postfix(train=f"{train_loss:.4g}", holdout=f"{holdout_mse:.4g}")
             log.info(
-                "scorer epoch %d/%d: train mse %.6f, holdout mse %.6f (%.1f s)",
-                epoch, cfg.epochs, train_mse, holdout_mse, stats.seconds,
+                "scorer epoch %d/%d: train loss %.6f, holdout mse %.6f (%.1f s)",
+                epoch, cfg.epochs, train_loss, holdout_mse, stats.seconds,
             )
     finally:
         progress.close()
