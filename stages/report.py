@@ -1,8 +1,13 @@
 """DVC stage: the study report from every target's results, the IRP curve and the scorer metrics.
 
 Inputs: data/transfer/*/results.json, data/irp/curve.json (optional), metrics/scorer.json (optional).
-Outputs: reports/ (replaced atomically): results.csv, <target>.{csv,md,png}, <target>_cells.csv, plots/<target>.csv (for
-``dvc plots``), irp_curve.{csv,png}, dvc_plot_template.json, summary.md. MLflow: run "report" holding the files.
+Outputs: reports/ (replaced atomically): summary.md, results.csv, paired.csv, verdicts.json; per target <target>.md,
+<target>.csv, <target>_cells.csv, <target>_layers.csv, figures as PNG + SVG (<target>, <target>_layers,
+<target>_sanity when modifiers ran), plots/<target>.csv (for ``dvc plots``); irp_curve.{csv,png,svg},
+dvc_plot_template.json (files: ``autos.report.build``). metrics/report.json: the verdicts again (AutoS vs the best
+single-shot baseline per target@sparsity, percent), for ``dvc metrics``: reports/ is one untracked output folder,
+so a file inside it cannot be declared a metric of its own. MLflow: run "report" holding the files and the
+verdicts' numbers as metrics ``verdict/<target>/s<sparsity %>/<name>``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autos.errors import DataError
-from autos.report import build_report, load_results
+from autos.report import build_report, load_results, verdict_metrics
 from stages.common import StageContext, atomic_dir, parser, read_json, run_stage
 
 log = logging.getLogger("autos.stage.report")
@@ -31,6 +36,17 @@ def read_optional(path: Path) -> Any | None:
 
 def find_results(transfer_dir: Path) -> list[Path]:
     return sorted(transfer_dir.glob("*/results.json"))
+
+
+def verdict_mlflow_metrics(verdicts: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The verdicts' numbers as MLflow metric keys (no ``@``): ``verdict/<target>/s<sparsity %>/<name>``."""
+    metrics: dict[str, float] = {}
+    for record in verdicts.values():
+        prefix = f"verdict/{record['target']}/s{float(record['sparsity']) * 100:.4g}"
+        for name in ("autos_mean", "baseline_mean", "diff", "ci_low", "ci_high", "n"):
+            if isinstance(record.get(name), (int, float)):
+                metrics[f"{prefix}/{name}"] = float(record[name])
+    return metrics
 
 
 def main(ctx: StageContext) -> None:
@@ -53,6 +69,9 @@ def main(ctx: StageContext) -> None:
         with atomic_dir(paths.reports) as out:
             files = build_report(results, curve, scorer, out)
         log.info("report: wrote %d files to %s", len(files), paths.reports)
+        verdicts = verdict_metrics(results)
+        ctx.write_metrics("report", verdicts)
+        tracker.log_metrics(verdict_mlflow_metrics(verdicts))
         tracker.log_artifact(paths.reports, "report")
 
 

@@ -45,6 +45,7 @@ from autos.config import ExecutionConfig
 from autos.errors import ConfigError, DataError
 from autos.executors import CellTask, remember_data, run_cells
 from autos.files import TIMING_KEYS, without_keys
+from autos.pruners import PRUNERS
 from autos.records import RunKey, transfer_metrics
 from autos.study import method_settings
 from autos.tracking import RunHandle, Tracker
@@ -265,6 +266,9 @@ def main(ctx: StageContext) -> None:
                 "target": args.target, "spec": spec.model_dump(),
                 "rows": [without_keys(row, TIMING_KEYS) for row in rows],
                 "recipe": cfg.training.with_epochs(spec.epochs).model_dump(),
+                # what kind each method is ('pai', 'early', 'trained'): the report picks the single-shot
+                # baselines by it without importing the registry (and torch)
+                "methods": {m: {"kind": PRUNERS.get(m).kind} for m in cfg.transfer.methods},
                 "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                             "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
             })

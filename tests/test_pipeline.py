@@ -71,9 +71,16 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
                 assert 0.0 <= r["final_test_acc"] <= 1.0
         table = (root / f"reports/{target}.md").read_text()
         assert "| autos |" in table and "90%" in table
-        assert (root / f"reports/{target}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (root / f"reports/figures/{target}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (root / "reports/summary.md").read_text()
     assert "vgg16_cifar10" in summary and "resnet18_tiny_imagenet" in summary
+    # `dvc plots show` offline: the report's PNGs are image plots (rendered without vega from a CDN)
+    plots = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root,
+                           env=_env(root, REPO), capture_output=True, text=True, timeout=120)
+    assert plots.returncode == 0, plots.stderr
+    images = {entry["url"] for entries in json.loads(plots.stdout)["data"].values() for entry in entries
+              if entry.get("type") == "image"}
+    assert any(url.endswith("vgg16_cifar10.png") for url in images), plots.stdout[:2000]
     status = subprocess.run([sys.executable, "-m", "dvc", "status"], cwd=root, env=_env(root, REPO),
                             capture_output=True,
                             text=True, timeout=120)

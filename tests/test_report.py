@@ -137,11 +137,11 @@ def test_cell_shows_mean_and_std_over_seeds(inputs: dict[str, Path]) -> None:
     mean = sum(values) / 2
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
     final = _table(markdown, "Final-epoch")
-    assert _cell(final, "random", "98%") == f"{mean:.2f} ± {std:.2f} (n=2)"
-    assert _cell(final, "dense", "dense (0%)") == f"{90.5:.2f} ± {math.sqrt(0.5):.2f} (n=2)"
+    assert _cell(final, "random", "98%") == f"{mean:.1f} ± {std:.1f} (n=2)"
+    assert _cell(final, "dense", "dense (0%)") == f"{90.5:.1f} ± {math.sqrt(0.5):.1f} (n=2)"
     assert _cell(final, "dense", "90%") == "—" and _cell(final, "autos", "dense (0%)") == "—"
     best = _table(markdown, "Best-epoch")
-    assert _cell(best, "random", "98%") == f"{mean + 1:.2f} ± {std:.2f} (n=2)"
+    assert _cell(best, "random", "98%") == f"{mean + 1:.1f} ± {std:.1f} (n=2)"
     assert [r[0] for r in final[1:]] == ["dense", *METHODS]
     with (inputs["out"] / "vgg_c10.csv").open(newline="") as fh:
         wide = list(csv.reader(fh))
@@ -167,10 +167,13 @@ def test_collapse_marker_only_on_the_collapsed_cell(inputs: dict[str, Path]) -> 
 
 def test_pngs_are_valid_and_nontrivial(inputs: dict[str, Path]) -> None:
     _build(inputs)
-    for name in [*TARGETS, "irp_curve"]:
-        data = (inputs["out"] / f"{name}.png").read_bytes()
+    for name in [*TARGETS, *(f"{t}_layers" for t in TARGETS), "irp_curve"]:
+        data = (inputs["out"] / "figures" / f"{name}.png").read_bytes()
         assert data[:8] == PNG_SIGNATURE
         assert len(data) > 5_000
+        assert (inputs["out"] / "svg" / f"{name}.svg").stat().st_size > 5_000  # its vector twin
+    assert not (inputs["out"] / "figures" / "vgg_c10_sanity.png").exists()  # no modifiers ran
+    assert {p.suffix for p in (inputs["out"] / "figures").iterdir()} == {".png"}  # dvc's image plots: PNGs only
 
 
 def test_summary_links_exist_and_sections_present(inputs: dict[str, Path]) -> None:
@@ -179,14 +182,16 @@ def test_summary_links_exist_and_sections_present(inputs: dict[str, Path]) -> No
     assert summary in files and all(p.exists() for p in files)
     text = summary.read_text()
     links = relative_links(text)
-    assert {"results.csv", "vgg_c10.png", "resnet_tin.png", "vgg_c10.md", "irp_curve.png"} <= set(links)
+    assert {"results.csv", "figures/vgg_c10.png", "figures/resnet_tin.png", "vgg_c10.md", "figures/irp_curve.png",
+            "figures/vgg_c10_layers.png", "svg/vgg_c10.svg", "paired.csv", "verdicts.json"} <= set(links)
     assert all((inputs["out"] / link).is_file() for link in links)
-    for section in ("How to read", "Source IRP curve", "Scorer vs trivial baselines", "abs_w0_x_g0", "spearman"):
+    for section in ("How to read", "Source IRP curve", "Scorer vs trivial baselines", "abs_w0_x_g0", "spearman",
+                    "AutoS vs the best single-shot baseline", "Paired difference to AutoS"):
         assert section in text
     plots = inputs["out"] / "plots" / "vgg_c10.csv"
     with plots.open(newline="") as fh:
         lines = list(csv.reader(fh))
-    assert lines[0] == ["sparsity", "method", "final_test_acc"]
+    assert lines[0] == ["sparsity", "method", "final_test_acc", "std", "n"]
     assert len(lines) == 1 + 1 + len(METHODS) * len(SPARSITIES)
     assert (inputs["out"] / "irp_curve.csv").read_text().count("\n") == 1 + 4
 

@@ -14,7 +14,6 @@ import importlib
 import json
 import logging
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -33,8 +32,6 @@ from autos.study import parse_study
 from autos.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `python -m pytest` (make test) puts the repo on the path, a bare `pytest` does not
-    sys.path.insert(0, str(REPO))
 transfer_stage = importlib.import_module("stages.transfer")
 SweepRuns, log_sweep_summary = transfer_stage.SweepRuns, transfer_stage.log_sweep_summary
 metric_label, parent_metrics = transfer_stage.metric_label, transfer_stage.parent_metrics

@@ -1,21 +1,32 @@
-"""The study report: tables, plots and a summary built from the stages' JSON outputs (no MLflow, no torch).
+"""The study report: tables, plots, paired comparisons and a summary built from the stages' JSON outputs (no
+MLflow, no torch).
 
 Pure functions over the loaded JSON, so the report is testable on synthetic results:
 
 - :func:`results_frame` - every run of every target, one line each (the long ``results.csv``);
-- :func:`cell_stats` / :func:`accuracy_table` - method x sparsity cells, mean ± std over seeds, with markers for
-  layer collapse (:data:`COLLAPSE_MARK`) and achieved sparsity off the requested one (:data:`ACHIEVED_MARK`);
+- :func:`cell_stats` / :func:`accuracy_table` - method x sparsity cells, mean ± sample std over seeds (one seed:
+  its value and n=1, never ± 0), with markers for layer collapse (:data:`COLLAPSE_MARK`) and achieved sparsity off
+  the requested one (:data:`ACHIEVED_MARK`);
+- :func:`paired_differences`, :func:`paired_table`, :func:`paired_frame` - every method minus AutoS, paired by seed,
+  with a 95% Student-t interval; :func:`target_verdicts`, :func:`verdict_sentence`, :func:`verdict_metrics` - AutoS
+  against the best single-shot baseline per target x sparsity (better / worse / indistinguishable / no verdict);
 - :func:`target_markdown`, :func:`cells_frame`, :func:`plot_target`, :func:`plot_data` - per-target Markdown,
-  per-cell numbers, PNG and ``dvc plots`` data (:func:`dvc_plot_template` draws the latter one line per method);
+  per-cell numbers, figures and ``dvc plots`` data (:func:`dvc_plot_template` draws the latter one line per method);
+  :func:`accuracy_figure`, :func:`layer_density_figure`, :func:`sanity_figure` return the figures themselves;
 - :func:`irp_curve_frame`, :func:`plot_irp_curve` - the source IRP accuracy-vs-density curve;
 - :func:`scorer_table` - held-out scorer metrics next to the trivial baselines, whatever metrics are present;
 - :func:`build_report` - writes all of it into one directory and returns the files written.
 
-Accuracies are fractions in the inputs and the CSVs, percent in the Markdown tables and the plots.
+Units: accuracies are fractions in the inputs, ``results.csv`` and ``<target>_cells.csv`` (copies of the rows'
+numbers); percent (one decimal) in the Markdown tables and figures; ``paired.csv`` and ``verdicts.json`` carry
+percent and percentage points, named in their columns (``_pct``, ``_pp``) and documented in
+:func:`autos.report.compare.verdict_record`. Every figure is written as PNG and SVG, byte-reproducibly.
 
 Modules, one job each (this package re-exports their public names): :mod:`autos.report.aggregate` (reading
-results, frames, cells), :mod:`autos.report.markdown` (tables and text), :mod:`autos.report.plots` (figures and
-the ``dvc plots`` template) and :mod:`autos.report.build` (writing the report directory).
+results, frames, cells), :mod:`autos.report.compare` (paired differences, intervals, verdicts, method kinds),
+:mod:`autos.report.names` (display names and titles), :mod:`autos.report.markdown` (tables and text),
+:mod:`autos.report.plots` (figures and the ``dvc plots`` template) and :mod:`autos.report.build` (writing the report
+directory).
 """
 
 from __future__ import annotations
@@ -43,9 +54,27 @@ from autos.report.aggregate import (
 )
 from autos.report.build import (
     DVC_TEMPLATE_NAME,
+    PAIRED_NAME,
     PLOTS_DIR,
+    VERDICTS_NAME,
     build_report,
     build_target,
+    paired_frame,
+    verdict_metrics,
+)
+from autos.report.compare import (
+    KNOWN_KINDS,
+    REFERENCE,
+    PairedDiff,
+    Verdict,
+    method_kinds,
+    paired_differences,
+    single_shot_baselines,
+    study_verdicts,
+    t_interval,
+    target_verdicts,
+    verdict_record,
+    verdicts_json,
 )
 from autos.report.markdown import (
     ACHIEVED_MARK,
@@ -57,10 +86,12 @@ from autos.report.markdown import (
     achieved_notes,
     collapsed_runs,
     format_cell,
+    format_mean,
     format_sparsity,
     irp_table,
     markdown_table,
     metric_columns,
+    paired_table,
     relative_links,
     scorer_scalars,
     scorer_table,
@@ -68,11 +99,24 @@ from autos.report.markdown import (
     summary_markdown,
     table_frame,
     target_markdown,
+    verdict_sentence,
+)
+from autos.report.names import (
+    method_name,
+    num_classes,
+    target_title,
 )
 from autos.report.plots import (
+    accuracy_figure,
     dvc_plot_template,
+    layer_density_figure,
+    layer_density_frame,
     plot_irp_curve,
+    plot_layers,
+    plot_sanity,
     plot_target,
+    sanity_figure,
+    save_figure,
 )
 
 __all__ = [
@@ -85,12 +129,19 @@ __all__ = [
     "HOW_TO_READ",
     "INT_COLUMNS",
     "IRP",
+    "KNOWN_KINDS",
     "MISSING",
+    "PAIRED_NAME",
     "PLOTS_DIR",
+    "REFERENCE",
     "RESULT_COLUMNS",
+    "VERDICTS_NAME",
     "Cell",
     "CellKey",
+    "PairedDiff",
     "Table",
+    "Verdict",
+    "accuracy_figure",
     "accuracy_table",
     "achieved_differs",
     "achieved_notes",
@@ -101,25 +152,47 @@ __all__ = [
     "collapsed_runs",
     "dvc_plot_template",
     "format_cell",
+    "format_mean",
     "format_sparsity",
     "irp_curve_frame",
     "irp_table",
     "is_collapsed",
     "label_order",
+    "layer_density_figure",
+    "layer_density_frame",
     "load_results",
     "markdown_table",
+    "method_kinds",
+    "method_name",
     "metric_columns",
+    "num_classes",
+    "paired_differences",
+    "paired_frame",
+    "paired_table",
     "plot_data",
     "plot_irp_curve",
+    "plot_layers",
+    "plot_sanity",
     "plot_target",
     "pruned_sparsities",
     "relative_links",
     "results_frame",
     "run_label",
+    "sanity_figure",
+    "save_figure",
     "scorer_scalars",
     "scorer_table",
+    "single_shot_baselines",
     "sparsity_table",
+    "study_verdicts",
     "summary_markdown",
+    "t_interval",
     "table_frame",
     "target_markdown",
+    "target_title",
+    "target_verdicts",
+    "verdict_metrics",
+    "verdict_record",
+    "verdict_sentence",
+    "verdicts_json",
 ]

@@ -180,12 +180,13 @@ def cells_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def plot_data(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """``dvc plots`` data: columns sparsity, method (label), final_test_acc (fraction, mean over seeds)."""
+    """``dvc plots`` data: columns sparsity, method (label), final_test_acc (fraction, mean over seeds), std (its
+    sample std over seeds, empty for one seed: drawn as no error bar, never ± 0) and n (seeds)."""
     cells = cell_stats(rows, "final_test_acc")
     order = {label: i for i, label in enumerate(label_order(rows))}
-    records = [{"sparsity": s, "method": label, "final_test_acc": cell.mean}
+    records = [{"sparsity": s, "method": label, "final_test_acc": cell.mean, "std": cell.std, "n": cell.n}
                for (label, s), cell in sorted(cells.items(), key=lambda kv: (order[kv[0][0]], kv[0][1]))]
-    return pd.DataFrame(records, columns=["sparsity", "method", "final_test_acc"])
+    return pd.DataFrame(records, columns=["sparsity", "method", "final_test_acc", "std", "n"])
 
 
 def irp_curve_frame(curve: Mapping[str, Any]) -> pd.DataFrame:

@@ -1,9 +1,23 @@
-"""Writing the report directory: every CSV, Markdown page, PNG and the ``dvc plots`` template (``build_report``)."""
+"""Writing the report directory (``build_report``): every CSV, Markdown page, figure (PNG + SVG), the verdicts and
+the ``dvc plots`` template.
+
+Per target ``<t>`` (the target's name, made file-safe): ``<t>.md``; ``<t>.csv`` (the final-epoch table, as shown),
+``<t>_cells.csv`` (its numbers, fractions), ``<t>_layers.csv`` (per-layer density, mean over seeds, when recorded);
+``figures/<t>.png`` (accuracy vs sparsity), ``figures/<t>_layers.png`` (per-layer density at the highest sparsity),
+``figures/<t>_sanity.png`` (modifier variants, when any ran), each with its twin ``svg/<name>.svg``;
+``plots/<t>.csv`` (``dvc plots`` data). ``figures/`` holds PNGs only: dvc.yaml declares it as image plots.
+
+For the study: ``results.csv`` (every run, fractions), ``paired.csv`` (every method minus AutoS per target x
+sparsity, percent / pp; header only without AutoS), ``verdicts.json`` (``{"<target>@<sparsity>": flat record}``,
+percent; ``{}`` without AutoS), ``irp_curve.csv``, ``figures/irp_curve.png``, ``svg/irp_curve.svg``,
+``dvc_plot_template.json`` and ``summary.md``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,13 +26,29 @@ from typing import Any
 import pandas as pd
 
 from autos.report.aggregate import cells_frame, irp_curve_frame, plot_data, results_frame
-from autos.report.markdown import accuracy_table, summary_markdown, table_frame, target_markdown
-from autos.report.plots import dvc_plot_template, plot_irp_curve, plot_target
+from autos.report.compare import method_kinds, paired_differences, study_verdicts, verdicts_json
+from autos.report.markdown import accuracy_table, summary_markdown, table_frame, target_figures, target_markdown
+from autos.report.names import num_classes, target_title
+from autos.report.plots import (
+    FIGURES_DIR,
+    dvc_plot_template,
+    layer_density_frame,
+    plot_irp_curve,
+    plot_layers,
+    plot_sanity,
+    plot_target,
+    svg_path,
+)
 
 log = logging.getLogger("autos.report")  # the package's name, as before the split: log lines read the same
 
 PLOTS_DIR = "plots"
 DVC_TEMPLATE_NAME = "dvc_plot_template.json"
+VERDICTS_NAME = "verdicts.json"
+PAIRED_NAME = "paired.csv"
+PAIRED_COLUMNS = ["target", "sparsity", "label", "method", "modifier", "kind", "reference", "n", "seeds",
+                  "method_mean_pct", "method_std_pct", "autos_mean_pct", "autos_std_pct", "diff_mean_pp",
+                  "diff_std_pp", "ci_low_pp", "ci_high_pp"]
 
 
 # --------------------------------------------------------------------------- the whole report
@@ -33,20 +63,61 @@ def _safe_name(target: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", target)
 
 
+def _pct(value: float) -> float:
+    return math.nan if math.isnan(value) else round(100.0 * value, 4)
+
+
+def paired_frame(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Every label minus AutoS per target x sparsity over the paired seeds (``compare.paired_differences``):
+    accuracies in percent, differences and their 95% t-interval in percentage points."""
+    records = []
+    for target, payload in results.items():
+        kinds = method_kinds(payload)
+        for d in paired_differences(list(payload.get("rows", []))):
+            method, _, modifier = d.label.partition("+")
+            records.append({"target": target, "sparsity": d.sparsity, "label": d.label, "method": method,
+                            "modifier": modifier, "kind": kinds.get(method, ""), "reference": d.reference,
+                            "n": d.n, "seeds": ";".join(map(str, d.seeds)),
+                            "method_mean_pct": _pct(d.label_mean), "method_std_pct": _pct(d.label_std),
+                            "autos_mean_pct": _pct(d.reference_mean), "autos_std_pct": _pct(d.reference_std),
+                            "diff_mean_pp": _pct(d.mean), "diff_std_pp": _pct(d.std),
+                            "ci_low_pp": _pct(d.ci_low), "ci_high_pp": _pct(d.ci_high)})
+    return pd.DataFrame(records, columns=PAIRED_COLUMNS)
+
+
+def verdict_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The contents of ``verdicts.json`` (``compare.verdicts_json``): small and flat, for ``dvc metrics``."""
+    return verdicts_json(study_verdicts(results))
+
+
 def build_target(target: str, payload: Mapping[str, Any], out: Path) -> dict[str, Path]:
-    """<target>.csv (the final-epoch table), <target>_cells.csv (its numbers), .md, .png and plots/<target>.csv;
-    returns {role: path}."""
+    """One target's files (module docstring); returns {role: path}, roles named after the files
+    (``<target>.png``, ``<target>.svg``, ``<target>_layers.png``, ...)."""
     rows = list(payload.get("rows", []))
     name = _safe_name(target)
+    title = target_title(target, payload)
     written: dict[str, Path] = {}
     if rows:
-        written[f"{target}.png"] = plot_target(target, rows, out / f"{name}.png")
+        figures_dir = out / FIGURES_DIR
+        png = plot_target(target, rows, figures_dir / f"{name}.png", num_classes=num_classes(payload), title=title)
+        written[f"{target}.png"], written[f"{target}.svg"] = png, svg_path(png)
+        layers = plot_layers(target, rows, figures_dir / f"{name}_layers.png", title=title)
+        if layers is not None:
+            written[f"{target}_layers.png"], written[f"{target}_layers.svg"] = layers, svg_path(layers)
+        sanity = plot_sanity(target, rows, figures_dir / f"{name}_sanity.png", num_classes=num_classes(payload),
+                             title=title)
+        if sanity is not None:
+            written[f"{target}_sanity.png"], written[f"{target}_sanity.svg"] = sanity, svg_path(sanity)
         written[f"{target}.csv"] = _write_csv(table_frame(accuracy_table(rows)), out / f"{name}.csv")
         written[f"{target}_cells.csv"] = _write_csv(cells_frame(rows), out / f"{name}_cells.csv")
+        layer_frame = layer_density_frame(rows)
+        if not layer_frame.empty:
+            written[f"{target}_layers.csv"] = _write_csv(layer_frame, out / f"{name}_layers.csv")
         (out / PLOTS_DIR).mkdir(exist_ok=True)
         written[f"plots/{target}.csv"] = _write_csv(plot_data(rows), out / PLOTS_DIR / f"{name}.csv")
+    figures = target_figures(target, {role: path.relative_to(out).as_posix() for role, path in written.items()})
     md = out / f"{name}.md"
-    md.write_text(target_markdown(target, payload, png=written[f"{target}.png"].name if rows else None))
+    md.write_text(target_markdown(target, payload, figures=figures))
     written[f"{target}.md"] = md
     return written
 
@@ -59,11 +130,16 @@ def build_report(results: Mapping[str, Mapping[str, Any]], curve: Mapping[str, A
     for target, payload in results.items():
         written.update(build_target(target, payload, out))
         log.info("report: %s (%d runs)", target, len(payload.get("rows", [])))
+    written[PAIRED_NAME] = _write_csv(paired_frame(results), out / PAIRED_NAME)
+    verdicts = out / VERDICTS_NAME
+    verdicts.write_text(json.dumps(verdict_metrics(results), indent=2, allow_nan=False) + "\n")
+    written[VERDICTS_NAME] = verdicts
     curve_frame = irp_curve_frame(curve) if curve else None
     if curve_frame is not None and not curve_frame.empty:
         written["irp_curve.csv"] = _write_csv(curve_frame, out / "irp_curve.csv")
         if "density" in curve_frame.columns and "final_test_acc" in curve_frame.columns:
-            written["irp_curve.png"] = plot_irp_curve(curve_frame, out / "irp_curve.png")
+            png = plot_irp_curve(curve_frame, out / FIGURES_DIR / "irp_curve.png")
+            written["irp_curve.png"], written["irp_curve.svg"] = png, svg_path(png)
     if scorer is None:
         log.warning("report: no scorer metrics; the scorer table is left out")
     template = out / DVC_TEMPLATE_NAME

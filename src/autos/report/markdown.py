@@ -1,5 +1,8 @@
-"""The report's text: formatted cells and tables (Markdown, and the rows of their CSV twins), the per-target
-pages and the summary page."""
+"""The report's text: formatted cells and tables (Markdown, and the rows of their CSV twins), the paired
+differences to AutoS and the verdicts, the per-target pages and the summary page.
+
+Accuracies are percent with one decimal, ``mean ± std (n=k)`` over seeds (sample std, ddof=1); one seed shows its
+value and ``(n=1)``, never a ``± 0``. Differences are percentage points (pp) with a sign (``+1.2``, ``−3.8``)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,19 @@ from autos.report.aggregate import (
     pruned_sparsities,
     run_label,
 )
+from autos.report.compare import (
+    BETTER,
+    CONFIDENCE,
+    INDISTINGUISHABLE,
+    NO_BASELINE,
+    REFERENCE,
+    WORSE,
+    PairedDiff,
+    Verdict,
+    paired_differences,
+    target_verdicts,
+)
+from autos.report.names import method_name, target_title
 
 COLLAPSE_MARK = "†"
 ACHIEVED_MARK = "‡"
@@ -30,7 +46,13 @@ MISSING = "—"
 
 HOW_TO_READ = (
     "**How to read.** Every cell is the test accuracy (%) of one method at one requested sparsity, as mean ± "
-    "sample std over seeds with the number of seeds (n=k) when more than one seed ran. The *final-epoch* "
+    "sample std over seeds with the number of seeds (n=k); a cell from one seed shows its value and n=1, no std. "
+    "*Paired differences* compare a method with AutoS seed by seed (the same seed is the same initialisation): "
+    f"method − AutoS in percentage points, mean over the seeds both ran with a {CONFIDENCE:.0%} Student-t "
+    "confidence interval (n − 1 degrees of freedom). A *verdict* compares AutoS with the best single-shot "
+    "baseline (the pruning-at-initialisation method with the highest mean, no sanity-check modifier) at each "
+    "sparsity: indistinguishable when the interval of AutoS − baseline contains 0, better or worse otherwise, and "
+    "none from a single seed; choosing the best baseline by its mean slightly favours it. The *final-epoch* "
     "accuracy is the headline number (no early stopping on the test set); *best-epoch* accuracy is secondary "
     f"and shown below it. {COLLAPSE_MARK} marks a cell where at least one seed suffered layer collapse (a "
     "prunable layer kept no weight, or no input-output path is left), so the network is close to chance. "
@@ -45,13 +67,30 @@ HOW_TO_READ = (
 # --------------------------------------------------------------------------- cells and per-target tables
 
 
+def format_mean(mean: float, std: float, n: int, show_n: bool = True) -> str:
+    """``91.2 ± 0.5 (n=2)`` (fractions in, percent out); one value: ``91.2 (n=1)``, never a ``± 0``."""
+    text = f"{mean * 100:.1f}"
+    if n >= 2 and not math.isnan(std):
+        text += f" ± {std * 100:.1f}"
+    if show_n or n < 2:
+        text += f" (n={n})"
+    return text
+
+
+def format_signed(value: float) -> str:
+    """A difference in percentage points, one decimal, with its sign: ``+1.2``, ``−3.8`` (a true minus sign)."""
+    return f"{value * 100:+.1f}".replace("-", "\u2212")
+
+
+def format_interval(low: float, high: float) -> str:
+    return "[" + ", ".join(f"{v * 100:.1f}".replace("-", "\u2212") for v in (low, high)) + "]"
+
+
 def format_cell(cell: Cell | None, requested: float | None = None) -> str:
-    """``91.23 ± 0.45 (n=2)`` (percent), with collapse / achieved-sparsity markers; ``—`` when no run."""
+    """``91.2 ± 0.5 (n=2)`` (percent), with collapse / achieved-sparsity markers; ``—`` when no run."""
     if cell is None or cell.n == 0:
         return MISSING
-    text = f"{cell.mean * 100:.2f}"
-    if cell.n > 1:
-        text += f" ± {cell.std * 100:.2f} (n={cell.n})"
+    text = format_mean(cell.mean, cell.std, cell.n)
     if cell.collapsed:
         text += f" {COLLAPSE_MARK}"
     if requested is not None and achieved_differs(cell, requested):
@@ -146,11 +185,80 @@ def _spec_line(payload: Mapping[str, Any]) -> str:
     return line
 
 
+def paired_table(rows: Sequence[Mapping[str, Any]], reference: str = REFERENCE) -> Table | None:
+    """Rows = every pruned label but AutoS, columns = sparsities; cells ``−3.8 [−5.1, −2.5] (n=3)``: method − AutoS
+    in pp over the paired seeds, with the 95% t-interval (none from one seed). None when AutoS did not run."""
+    diffs = paired_differences(rows, reference)
+    if not diffs:
+        return None
+    by_key = {(d.label, d.sparsity): d for d in diffs}
+    sparsities = pruned_sparsities(rows)
+    labels = [label for label in label_order(rows) if any((label, s) in by_key for s in sparsities)]
+    body = [[label] + [format_paired(by_key.get((label, s))) for s in sparsities] for label in labels]
+    return Table(["method"] + [format_sparsity(s) for s in sparsities], body)
+
+
+def format_paired(diff: PairedDiff | None) -> str:
+    if diff is None:
+        return MISSING
+    if not diff.has_interval:
+        return f"{format_signed(diff.mean)} (n={diff.n})"
+    return f"{format_signed(diff.mean)} {format_interval(diff.ci_low, diff.ci_high)} (n={diff.n})"
+
+
+_VERBS = {BETTER: "is better than", WORSE: "is worse than", INDISTINGUISHABLE: "is indistinguishable from"}
+
+
+def verdict_sentence(verdict: Verdict) -> str:
+    """``vgg16_cifar10 at 98% sparsity: AutoS 44.4 ± 1.2 is worse than the best single-shot baseline SynFlow 48.2 ±
+    0.9 (paired difference −3.8, 95% CI [−5.1, −2.5], n=3).`` (accuracies %, the difference AutoS − baseline in pp;
+    the means over the paired seeds); with one seed it says plainly that no verdict is possible."""
+    head = f"{verdict.target} at {format_sparsity(verdict.sparsity)} sparsity: "
+    diff = verdict.diff
+    if verdict.verdict == NO_BASELINE or verdict.baseline is None:
+        autos = format_mean(verdict.autos_mean, verdict.autos_std, verdict.autos_n, show_n=False)
+        return head + f"AutoS {autos}; no single-shot baseline ran at this sparsity, so there is no verdict."
+    baseline = method_name(verdict.baseline)
+    if diff is None:
+        autos = format_mean(verdict.autos_mean, verdict.autos_std, verdict.autos_n)
+        return (head + f"AutoS {autos} and the best single-shot baseline {baseline} share no seed, so no paired "
+                "comparison and no verdict is possible.")
+    autos = format_mean(diff.label_mean, diff.label_std, diff.n, show_n=False)
+    other = format_mean(diff.reference_mean, diff.reference_std, diff.n, show_n=False)
+    note = f" {COLLAPSE_MARK} layer collapse in at least one of these runs." if verdict.collapsed else ""
+    if not diff.has_interval:
+        return (head + f"AutoS {autos} vs the best single-shot baseline {baseline} {other}: paired difference "
+                f"{format_signed(diff.mean)} from one seed only, so no verdict is possible (one seed)." + note)
+    return (head + f"AutoS {autos} {_VERBS[verdict.verdict]} the best single-shot baseline {baseline} {other} "
+            f"(paired difference {format_signed(diff.mean)}, {CONFIDENCE:.0%} CI "
+            f"{format_interval(diff.ci_low, diff.ci_high)}, n={diff.n})." + note)
+
+
+def verdict_lines(verdicts: Sequence[Verdict]) -> str:
+    return "\n".join(f"- {verdict_sentence(v)}" for v in verdicts)
+
+
+def _figure_line(alt: str, figures: Mapping[str, str], role: str) -> str | None:
+    png, svg = figures.get(role), figures.get(f"{role}.svg")
+    if not png:
+        return None
+    return f"![{alt}]({png})" + (f"\n\nVector version: [{svg}]({svg})." if svg else "")
+
+
 def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
-                    png: str | None = None) -> str:
-    """The per-target page: final-epoch table, footnotes, best-epoch table, sparsity check, optional plot."""
+                    png: str | None = None, figures: Mapping[str, str] | None = None,
+                    verdicts: bool = True) -> str:
+    """The per-target page: final-epoch table, footnotes, accuracy figure, paired differences to AutoS (and the
+    verdicts, unless ``verdicts`` is False), best-epoch table, sparsity check, per-layer density figure.
+
+    ``figures`` maps roles to relative paths: ``accuracy``, ``layers``, ``sanity`` (PNG) and ``<role>.svg``;
+    ``png`` is the accuracy PNG (kept for callers that pass only it)."""
     rows = list(payload.get("rows", []))
-    parts = [f"{heading} {target}"]
+    figs = dict(figures or {})
+    if png:
+        figs.setdefault("accuracy", png)
+    title = target_title(target, payload)
+    parts = [f"{heading} {target}" + (f" — {title}" if title != target else "")]
     if payload.get("spec"):
         parts.append(f"Target: {_spec_line(payload)}.")
     if not rows:
@@ -165,14 +273,32 @@ def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
         notes.append(f"{ACHIEVED_MARK} achieved sparsity differs from the requested one by more than "
                      f"{ACHIEVED_TOLERANCE * 100:g} pp: " + "; ".join(off) + ".")
     seeds = sorted({r.get("seed") for r in rows}, key=str)
-    notes.append(f"Mean ± sample std over seeds ({', '.join(map(str, seeds))}); a single seed shows its value.")
+    notes.append(f"Mean ± sample std over seeds ({', '.join(map(str, seeds))}); a cell from one seed shows its value "
+                 "and n=1 (no std).")
     parts.append("\n".join(f"- {n}" for n in notes))
-    if png:
-        parts.append(f"![{target}: final-epoch accuracy vs sparsity]({png})")
+    figure = _figure_line(f"{target}: final-epoch accuracy vs sparsity", figs, "accuracy")
+    if figure:
+        parts += [figure, "Mean ± sample std over seeds (error bars; hollow markers: one seed, no error bar); x is "
+                  "the density on a log scale, labelled with the sparsity; dashed: chance, grey band: dense ± std."]
+    table = paired_table(rows)
+    if table is not None:
+        parts += ["**Paired difference to AutoS** (method − AutoS, percentage points, mean over the seeds both ran, "
+                  f"{CONFIDENCE:.0%} t-interval)", markdown_table(table)]
+        if verdicts:
+            found = target_verdicts(target, payload)
+            if found:
+                parts += ["**AutoS vs the best single-shot baseline**", verdict_lines(found)]
+    figure = _figure_line(f"{target}: modifier sanity checks", figs, "sanity")
+    if figure:
+        parts += ["**Sanity checks** (each method's mask shuffled / re-initialised / inverted)", figure]
     parts += ["**Best-epoch test accuracy (%)** (secondary)", markdown_table(accuracy_table(rows, "best_test_acc"))]
     check = sparsity_table(rows)
     if check is not None:
         parts += ["**Achieved / effective sparsity (%)**, mean over seeds", markdown_table(check)]
+    figure = _figure_line(f"{target}: per-layer density", figs, "layers")
+    if figure:
+        parts += ["**Per-layer density** at the highest sparsity (layers in network order, mean over seeds): does "
+                  "AutoS spread the kept weights like IRP, ERK, SNIP or SynFlow?", figure]
     return "\n\n".join(parts) + "\n"
 
 
@@ -200,7 +326,7 @@ def _fmt(value: Any, fmt: str) -> str:
     if math.isnan(number):
         return MISSING
     if fmt == "pct":
-        return f"{number * 100:.2f}"
+        return f"{number * 100:.1f}"
     if fmt == "{:d}":
         return str(int(number))
     return fmt.format(number)
@@ -254,18 +380,40 @@ def relative_links(markdown: str) -> list[str]:
     return [t for t in _LINK.findall(markdown) if "://" not in t and not t.startswith("#")]
 
 
+def target_figures(target: str, files: Mapping[str, str]) -> dict[str, str]:
+    """The figure roles of ``target_markdown`` from the report's ``files`` ({'<target>.png': path, ...})."""
+    roles = {"accuracy": f"{target}.png", "accuracy.svg": f"{target}.svg",
+             "layers": f"{target}_layers.png", "layers.svg": f"{target}_layers.svg",
+             "sanity": f"{target}_sanity.png", "sanity.svg": f"{target}_sanity.svg"}
+    return {role: files[name] for role, name in roles.items() if name in files}
+
+
+def verdicts_section(results: Mapping[str, Mapping[str, Any]], files: Mapping[str, str]) -> str:
+    """Every target's verdicts (AutoS vs the best single-shot baseline), one line per target x sparsity."""
+    lines = [verdict_lines(v) for target, payload in results.items() if (v := target_verdicts(target, payload))]
+    if not lines:
+        return "AutoS did not run on any target, so there is no paired comparison."
+    links = [f"[{files[name]}]({files[name]})" for name in ("verdicts.json", "paired.csv") if name in files]
+    intro = ("Final-epoch test accuracy (%), mean ± std over the paired seeds; paired difference = AutoS − baseline "
+             f"in percentage points with its {CONFIDENCE:.0%} t-interval.")
+    return "\n\n".join([intro, *lines] + (["Data: " + ", ".join(links) + "."] if links else []))
+
+
 def summary_markdown(results: Mapping[str, Mapping[str, Any]], curve_frame: pd.DataFrame | None,
                      scorer: Mapping[str, Any] | None, files: Mapping[str, str]) -> str:
     """The report's front page; ``files`` maps roles ('results', '<target>.md', ...) to relative paths."""
     parts = ["# AutoS study report", HOW_TO_READ]
     if "results" in files:
         parts.append(f"All runs, one line each: [{files['results']}]({files['results']}).")
+    if results:
+        parts += ["## AutoS vs the best single-shot baseline", verdicts_section(results, files)]
     parts.append("## Transfer targets")
     if not results:
         parts.append("No transfer results found (data/transfer/*/results.json).")
     for target, payload in results.items():
-        body = target_markdown(target, payload, heading="###", png=files.get(f"{target}.png"))
-        links = [f"[{files[name]}]({files[name]})" for name in (f"{target}.md", f"{target}.csv", f"{target}_cells.csv")
+        body = target_markdown(target, payload, heading="###", figures=target_figures(target, files), verdicts=False)
+        links = [f"[{files[name]}]({files[name]})"
+                 for name in (f"{target}.md", f"{target}.csv", f"{target}_cells.csv", f"{target}_layers.csv")
                  if name in files]
         parts.append(body.rstrip() + ("\n\nFiles: " + ", ".join(links) if links else ""))
     parts.append("## Source IRP curve")
@@ -275,8 +423,9 @@ def summary_markdown(results: Mapping[str, Mapping[str, Any]], curve_frame: pd.D
         parts.append(markdown_table(irp_table(curve_frame)))
         if "irp_curve.png" in files:
             parts.append(f"![IRP accuracy vs density]({files['irp_curve.png']})")
-        if "irp_curve.csv" in files:
-            parts.append(f"Data: [{files['irp_curve.csv']}]({files['irp_curve.csv']}).")
+        data = [f"[{files[n]}]({files[n]})" for n in ("irp_curve.csv", "irp_curve.svg") if n in files]
+        if data:
+            parts.append(f"Data and vector figure: {', '.join(data)}.")
     parts.append("## Scorer vs trivial baselines (held-out weights)")
     table = scorer_table(scorer)
     if table is None:

@@ -1,0 +1,245 @@
+"""Paired differences to AutoS, their t-intervals and the verdicts, checked against hand computations on synthetic
+rows (no training): 3 seeds with known accuracies give a known mean difference and t-interval."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autos.report import (
+    KNOWN_KINDS,
+    build_report,
+    format_cell,
+    method_kinds,
+    paired_differences,
+    paired_table,
+    single_shot_baselines,
+    target_markdown,
+    target_verdicts,
+    verdict_metrics,
+    verdict_sentence,
+)
+from autos.report.aggregate import cell_stats
+from autos.report.compare import judge, t_interval, t_quantile
+
+T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 30: 2.042272456301238}
+
+
+def _row(method: str, sparsity: float, seed: int, acc: float, modifier: str = "", **extra: Any) -> dict[str, Any]:
+    return {"target": "t", "method": method, "modifier": modifier, "sparsity": sparsity, "seed": seed,
+            "final_test_acc": acc, "best_test_acc": acc, **extra}
+
+
+def _payload(accs: dict[str, list[float]], sparsity: float = 0.98, seeds: tuple[int, ...] = (0, 1, 2),
+             **extra: Any) -> dict[str, Any]:
+    rows = [_row("dense", 0.0, s, 0.9) for s in seeds]
+    for label, values in accs.items():
+        method, _, modifier = label.partition("+")
+        rows += [_row(method, sparsity, s, v, modifier) for s, v in zip(seeds, values, strict=True)]
+    return {"target": "t", "rows": rows, **extra}
+
+
+def test_t_quantile_matches_the_table() -> None:
+    for dof, value in T_975.items():
+        assert t_quantile(0.975, dof) == pytest.approx(value, rel=1e-9)
+    assert all(math.isnan(v) for v in t_interval([1.0]))
+
+
+def test_paired_difference_and_interval_by_hand() -> None:
+    # SynFlow - AutoS per seed: [3, 2, 5] pp -> mean 10/3, sd sqrt(7/3), se sqrt(7/9), half-width t(0.975, 2) * se
+    payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]})
+    (diff,) = paired_differences(payload["rows"])
+    half = T_975[2] * math.sqrt(7 / 9)
+    assert (diff.label, diff.reference, diff.n, diff.seeds) == ("synflow", "autos", 3, (0, 1, 2))
+    assert diff.mean * 100 == pytest.approx(10 / 3)
+    assert diff.std * 100 == pytest.approx(math.sqrt(7 / 3))
+    assert diff.ci_low * 100 == pytest.approx(10 / 3 - half)  # -0.461
+    assert diff.ci_high * 100 == pytest.approx(10 / 3 + half)  # 7.128
+    assert diff.label_mean - diff.reference_mean == pytest.approx(diff.mean)
+    table = paired_table(payload["rows"])
+    assert table is not None and table.header == ["method", "98%"]
+    assert table.rows == [["synflow", "+3.3 [\u22120.5, 7.1] (n=3)"]]
+    (verdict,) = target_verdicts("t", payload)
+    assert verdict.baseline == "synflow" and judge(verdict.diff) == "indistinguishable"
+    assert verdict.diff is not None and verdict.diff.mean * 100 == pytest.approx(-10 / 3)  # AutoS - SynFlow
+    assert verdict.diff.ci_low * 100 == pytest.approx(-10 / 3 - half)
+
+
+def test_only_seeds_present_for_both_are_paired() -> None:
+    rows = [_row("autos", 0.9, s, 0.5 + 0.01 * s) for s in (0, 1, 2)] + \
+           [_row("snip", 0.9, s, 0.4 + 0.02 * s) for s in (1, 2, 3)]
+    (diff,) = paired_differences(rows)
+    assert diff.seeds == (1, 2) and diff.n == 2
+    assert diff.mean * 100 == pytest.approx(((0.42 - 0.51) + (0.44 - 0.52)) / 2 * 100)
+    assert diff.ci_low * 100 == pytest.approx(-8.5 - T_975[1] * math.sqrt(0.5) / math.sqrt(2))  # sd / sqrt(n)
+
+
+@pytest.mark.parametrize(("autos", "synflow", "verdict", "sentence"), [
+    ([0.40, 0.42, 0.41], [0.45, 0.46, 0.47], "worse",
+     "t at 98% sparsity: AutoS 41.0 ± 1.0 is worse than the best single-shot baseline SynFlow 46.0 ± 1.0 "
+     "(paired difference \u22125.0, 95% CI [\u22127.5, \u22122.5], n=3)."),
+    ([0.45, 0.46, 0.47], [0.40, 0.42, 0.41], "better",
+     "t at 98% sparsity: AutoS 46.0 ± 1.0 is better than the best single-shot baseline SynFlow 41.0 ± 1.0 "
+     "(paired difference +5.0, 95% CI [2.5, 7.5], n=3)."),
+    ([0.50, 0.52, 0.51], [0.53, 0.54, 0.56], "indistinguishable",
+     "t at 98% sparsity: AutoS 51.0 ± 1.0 is indistinguishable from the best single-shot baseline SynFlow "
+     "54.3 ± 1.5 (paired difference \u22123.3, 95% CI [\u22127.1, 0.5], n=3)."),
+])
+def test_verdict_wording(autos: list[float], synflow: list[float], verdict: str, sentence: str) -> None:
+    payload = _payload({"autos": autos, "synflow": synflow, "random": [0.1, 0.1, 0.1]})
+    (found,) = target_verdicts("t", payload)
+    assert found.verdict == verdict
+    assert verdict_sentence(found) == sentence
+
+
+def test_one_seed_gives_no_verdict_and_no_fake_std() -> None:
+    payload = _payload({"autos": [0.40], "synflow": [0.45]}, seeds=(0,))
+    (found,) = target_verdicts("t", payload)
+    assert found.verdict == "no verdict" and found.diff is not None and found.diff.n == 1
+    sentence = verdict_sentence(found)
+    assert sentence == ("t at 98% sparsity: AutoS 40.0 (n=1) vs the best single-shot baseline SynFlow 45.0 (n=1): "
+                        "paired difference \u22125.0 from one seed only, so no verdict is possible (one seed).")
+    assert "±" not in sentence and "CI" not in sentence
+    cell = cell_stats(payload["rows"])[("autos", 0.98)]
+    assert format_cell(cell) == "40.0 (n=1)"
+    markdown = target_markdown("t", payload)
+    assert "40.0 (n=1)" in markdown and "± 0.0" not in markdown
+    table = paired_table(payload["rows"])
+    assert table is not None and table.rows == [["synflow", "+5.0 (n=1)"]]
+    record = verdict_metrics({"t": payload})["t@0.98"]
+    assert record == {"target": "t", "sparsity": 0.98, "autos_mean": 40.0, "best_baseline": "synflow",
+                      "baseline_mean": 45.0, "diff": -5.0, "ci_low": None, "ci_high": None, "n": 1,
+                      "verdict": "no verdict"}
+
+
+def test_best_single_shot_baseline_excludes_other_kinds_modifiers_and_dense() -> None:
+    # Higher than every single-shot baseline: an early method, a trained one, a modifier variant; dense is dense.
+    payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.38, 0.39, 0.40], "synflow": [0.44, 0.45, 0.46],
+                        "kstarts": [0.60, 0.61, 0.62], "irp": [0.70, 0.71, 0.72],
+                        "synflow+shuffle": [0.80, 0.81, 0.82], "newmethod": [0.9, 0.9, 0.9]})
+    assert single_shot_baselines(payload) == ["snip", "synflow"]
+    (found,) = target_verdicts("t", payload)
+    assert found.baseline == "synflow" and found.verdict == "worse"
+    labels = [d.label for d in paired_differences(payload["rows"])]
+    assert labels == ["snip", "synflow", "synflow+shuffle", "kstarts", "newmethod", "irp"]  # all vs AutoS
+    # the kind a row records, then the results' method metadata, win over the fallback copy
+    rows = [dict(r, kind="early") if r["method"] == "synflow" else r for r in payload["rows"]]
+    assert single_shot_baselines({**payload, "rows": rows}) == ["snip"]
+    meta = {**payload, "methods": {"newmethod": {"kind": "pai"}, "snip": {"kind": "trained"}}}
+    assert single_shot_baselines(meta) == ["synflow", "newmethod"]
+    assert method_kinds(meta)["dense"] == "dense"
+    assert single_shot_baselines(payload, fallback={}) == []  # unknown kind: never a baseline
+
+
+def test_verdict_without_baseline_or_shared_seed() -> None:
+    alone = _payload({"autos": [0.40, 0.41, 0.42], "irp": [0.5, 0.5, 0.5]})
+    (found,) = target_verdicts("t", alone)
+    assert found.verdict == "no baseline" and found.baseline is None
+    assert "no single-shot baseline ran at this sparsity" in verdict_sentence(found)
+    rows = [_row("autos", 0.9, 0, 0.5), _row("snip", 0.9, 1, 0.4)]
+    (found,) = target_verdicts("t", {"rows": rows})
+    assert found.verdict == "no verdict" and found.diff is None
+    assert "share no seed" in verdict_sentence(found)
+
+
+def test_identical_differences_give_a_point_interval() -> None:
+    payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.40, 0.41, 0.42]})
+    (found,) = target_verdicts("t", payload)
+    assert found.diff is not None and found.diff.ci_low == found.diff.ci_high == pytest.approx(0.0, abs=1e-12)
+    assert found.verdict == "indistinguishable"
+
+
+def test_study_without_autos_has_no_paired_table_and_does_not_crash(tmp_path: Path) -> None:
+    payload = _payload({"snip": [0.40, 0.41, 0.42], "synflow": [0.44, 0.45, 0.46]})
+    assert paired_differences(payload["rows"]) == [] and paired_table(payload["rows"]) is None
+    assert target_verdicts("t", payload) == []
+    files = build_report({"t": payload}, None, None, tmp_path)
+    assert all(p.is_file() for p in files)
+    assert json.loads((tmp_path / "verdicts.json").read_text()) == {}
+    with (tmp_path / "paired.csv").open(newline="") as fh:
+        assert len(list(csv.reader(fh))) == 1  # the header only
+    assert "Paired difference" not in (tmp_path / "t.md").read_text()
+    assert "AutoS did not run on any target" in (tmp_path / "summary.md").read_text()
+
+
+def test_paired_csv_verdicts_json_and_summary(tmp_path: Path) -> None:
+    payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56], "snip+invert": [0.1] * 3})
+    build_report({"t": payload}, None, None, tmp_path)
+    with (tmp_path / "paired.csv").open(newline="") as fh:
+        lines = {r["label"]: r for r in csv.DictReader(fh)}
+    assert set(lines) == {"synflow", "snip+invert"}
+    syn = lines["synflow"]
+    half = T_975[2] * math.sqrt(7 / 9)
+    assert (syn["target"], syn["method"], syn["modifier"], syn["kind"], syn["n"], syn["seeds"]) == \
+        ("t", "synflow", "", "pai", "3", "0;1;2")
+    assert float(syn["diff_mean_pp"]) == pytest.approx(10 / 3, abs=1e-4)
+    assert float(syn["ci_low_pp"]) == pytest.approx(10 / 3 - half, abs=1e-4)
+    assert float(syn["ci_high_pp"]) == pytest.approx(10 / 3 + half, abs=1e-4)
+    assert float(syn["autos_mean_pct"]) == pytest.approx(51.0)
+    assert lines["snip+invert"]["modifier"] == "invert"
+    verdicts = json.loads((tmp_path / "verdicts.json").read_text())
+    assert verdicts == {"t@0.98": {"target": "t", "sparsity": 0.98, "autos_mean": 51.0, "best_baseline": "synflow",
+                                   "baseline_mean": 54.33, "diff": -3.33, "ci_low": round(-10 / 3 - half, 2),
+                                   "ci_high": round(-10 / 3 + half, 2), "n": 3, "verdict": "indistinguishable"}}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## AutoS vs the best single-shot baseline" in summary
+    assert "is indistinguishable from the best single-shot baseline SynFlow" in summary
+    assert summary.count("is indistinguishable from") == 1  # not repeated inside the target's section
+    page = (tmp_path / "t.md").read_text()
+    assert "**Paired difference to AutoS**" in page and "is indistinguishable from" in page
+
+
+def test_fallback_kinds_mirror_the_registry() -> None:
+    from autos.pruners import PRUNERS  # imports torch: only here, the report itself never does
+
+    registry = {name: PRUNERS.get(name).kind for name in PRUNERS.names()}
+    assert registry == KNOWN_KINDS
+
+
+def test_stage_logs_verdicts_under_valid_mlflow_keys() -> None:
+    import re
+
+    from stages.report import verdict_mlflow_metrics
+
+    payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]}, sparsity=0.995)
+    metrics = verdict_mlflow_metrics(verdict_metrics({"vgg16_cifar10": payload}))
+    assert metrics["verdict/vgg16_cifar10/s99.5/diff"] == pytest.approx(-3.33)
+    assert metrics["verdict/vgg16_cifar10/s99.5/n"] == 3.0
+    assert all(re.fullmatch(r"[\w\-. /]+", key) for key in metrics)
+
+
+def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+    import shutil
+
+    import yaml
+
+    from autos.paths import study_paths
+    from autos.study import parse_study
+    from stages.common import StageContext
+    from stages.report import main
+
+    repo = Path(__file__).resolve().parents[1]
+    raw = yaml.safe_load((repo / "configs" / "smoke.yaml").read_text())
+    raw["tracking"]["enabled"] = False
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copy(repo / "paths.yaml", tmp_path / "paths.yaml")
+    target = next(iter(raw["transfer"]["targets"]))
+    results = tmp_path / "data" / "transfer" / target / "results.json"
+    results.parent.mkdir(parents=True)
+    results.write_text(json.dumps(_payload({"autos": [0.40, 0.42, 0.41], "synflow": [0.45, 0.46, 0.47]},
+                                           target=target)))
+    monkeypatch.setenv("AUTOS_ROOT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    paths = study_paths(tmp_path)
+    main(StageContext(name="report", cfg=parse_study(raw), args=argparse.Namespace(params="params.yaml"),
+                      root=tmp_path, paths=paths))
+    verdicts = json.loads((paths.reports / "verdicts.json").read_text())
+    assert verdicts == json.loads((paths.metrics / "report.json").read_text())
+    assert verdicts[f"{target}@0.98"]["verdict"] == "worse" and verdicts[f"{target}@0.98"]["n"] == 3
+    assert (paths.reports / "svg" / f"{target}.svg").is_file() and (paths.reports / "summary.md").is_file()
