@@ -2,9 +2,10 @@
 
 Needs a study folder where `dvc repro` has run (the smoke profile is enough). Runs `python -m stages.transfer`
 three times from an empty cell cache: local with all threads (the default), local with 1 thread per cell, and Ray
-with 2 workers of 1 CPU each; writes bench/results/executors.json. Rows of the two 1-thread runs must be identical.
+with 2 workers of 1 CPU each; writes bench/results/<name>.json (default executors.json). Rows of the two 1-thread
+runs must be identical.
 
-    .venv/bin/python bench/executors.py /path/to/study --target vgg16_cifar10
+    .venv/bin/python bench/executors.py /path/to/study --target vgg16_cifar10 [--name executors_default]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("study", type=Path)
     p.add_argument("--target", default="vgg16_cifar10")
+    p.add_argument("--name", default="executors", help="results file: bench/results/<name>.json")
     args = p.parse_args()
     root = args.study.resolve()
     params = root / "params.yaml"
@@ -58,7 +60,7 @@ def main() -> None:
     base = figures["local_all_threads"]["cells_per_hour"]
     for f in figures.values():
         f["ratio_to_local_all_threads"] = round(f["cells_per_hour"] / base, 2)
-    save("executors", {"target": args.target, "variants": figures,
+    save(args.name, {"target": args.target, "variants": figures,
                        "rows_identical_1_thread_local_vs_ray": rows["local_1_thread"] == rows["ray_2_workers_1_cpu"]})
 
 
