@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,11 +102,17 @@ _extra("abs_g0")(lambda w0, g0, info: g0.abs())
 _extra("w0_x_g0")(lambda w0, g0, info: w0 * g0)  # SNIP's saliency before the absolute value
 _extra("w0_layer_z")(lambda w0, g0, info: _layer_z(w0))  # invariant to the layer's init scale
 _extra("g0_layer_z")(lambda w0, g0, info: _layer_z(g0))
-_extra("log_fan_in")(lambda w0, g0, info: torch.full_like(w0, math.log(info.fan_in)))
-_extra("log_fan_out")(lambda w0, g0, info: torch.full_like(w0, math.log(info.fan_out)))
-_extra("log_numel")(lambda w0, g0, info: torch.full_like(w0, math.log(info.numel)))
-_extra("depth")(lambda w0, g0, info: torch.full_like(w0, info.index / max(1, info.num_layers - 1)))
-_extra("is_linear")(lambda w0, g0, info: torch.full_like(w0, float(info.kind == "linear")))
+def _constant(like: Tensor, value: float) -> Tensor:
+    """A layer-wide descriptor column: one value broadcast to the layer's shape (a read-only view, no memory per
+    weight; it flattens to a view too). ``full_like`` held 400 MB per column on a 10^8-weight layer."""
+    return like.new_full((), value).expand_as(like)
+
+
+_extra("log_fan_in")(lambda w0, g0, info: _constant(w0, math.log(info.fan_in)))
+_extra("log_fan_out")(lambda w0, g0, info: _constant(w0, math.log(info.fan_out)))
+_extra("log_numel")(lambda w0, g0, info: _constant(w0, math.log(info.numel)))
+_extra("depth")(lambda w0, g0, info: _constant(w0, info.index / max(1, info.num_layers - 1)))
+_extra("is_linear")(lambda w0, g0, info: _constant(w0, float(info.kind == "linear")))
 
 
 # --------------------------------------------------------------------------- computing features
@@ -134,6 +140,39 @@ def initial_gradients(
     return grads
 
 
+def iter_weight_features(
+    model: nn.Module,
+    data: ImageData,
+    cfg: FeaturesConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    include_classifier: bool = True,
+    extra: list[str] | None = None,
+) -> Iterator[tuple[LayerInfo, dict[str, Tensor]]]:
+    """``weight_features`` one layer at a time, in layer order: (info, {'w0', 'g0', <extra columns>}).
+
+    Why a generator: a caller that reduces each layer to something small (AutoS's scores) holds one layer's
+    columns at a time instead of every layer's, which bounds memory on large targets (torchvision's VGG has one
+    102M-weight Linear). g0 comes from one pass for all layers, before the first layer is yielded; each layer's
+    g0 is released as it is yielded. The values are those of ``weight_features``, which is built on this.
+    """
+    names = list(prunable_parameters(model, include_classifier))
+    infos = layer_infos(model, names)
+    model.to(device)
+    grads = initial_gradients(model, data, names, cfg, device=device, seed=seed)
+    params = dict(model.named_parameters())
+    columns = cfg.extra if extra is None else extra
+    for info in infos:
+        w0 = params[info.name].detach().cpu().float()
+        g0 = grads.pop(info.name).float()
+        layer = {"w0": w0, "g0": g0}
+        for column in columns:
+            layer[column] = EXTRA_FEATURES.get(column)(w0, g0, info)
+        yield info, layer
+        del w0, g0, layer  # nothing of this layer is kept here while the next one is built
+
+
 def weight_features(
     model: nn.Module,
     data: ImageData,
@@ -144,22 +183,11 @@ def weight_features(
     include_classifier: bool = True,
     extra: list[str] | None = None,
 ) -> tuple[list[LayerInfo], dict[str, dict[str, Tensor]]]:
-    """Per prunable layer: {'w0', 'g0', <extra columns>} tensors of the layer's shape. The model is not modified."""
-    names = list(prunable_parameters(model, include_classifier))
-    infos = layer_infos(model, names)
-    model.to(device)
-    grads = initial_gradients(model, data, names, cfg, device=device, seed=seed)
-    params = dict(model.named_parameters())
-    columns = cfg.extra if extra is None else extra
-    features: dict[str, dict[str, Tensor]] = {}
-    for info in infos:
-        w0 = params[info.name].detach().cpu().float()
-        g0 = grads[info.name].float()
-        layer = {"w0": w0, "g0": g0}
-        for column in columns:
-            layer[column] = EXTRA_FEATURES.get(column)(w0, g0, info)
-        features[info.name] = layer
-    return infos, features
+    """Per prunable layer: {'w0', 'g0', <extra columns>} tensors of the layer's shape. The model is not modified
+    (beyond moving it to ``device``). All layers at once; ``iter_weight_features`` streams them."""
+    layers = list(iter_weight_features(model, data, cfg, device=device, seed=seed,
+                                       include_classifier=include_classifier, extra=extra))
+    return [info for info, _ in layers], {info.name: columns for info, columns in layers}
 
 
 # --------------------------------------------------------------------------- the Parquet table
