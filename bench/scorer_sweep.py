@@ -22,7 +22,7 @@ from common import save
 
 INPUTS_ALL = "[w0_layer_z,g0_layer_z,log_fan_in,log_fan_out]"
 VARIANTS: dict[str, list[str]] = {
-    "base": [],  # the default study's settings
+    "base": [],  # the default study's settings: the committed run itself (HEAD), not re-run
     "pairwise": ["scorer.loss=pairwise"],
     "w0-only": ["scorer.settings.inputs=[w0_layer_z,log_fan_in,log_fan_out]"],
     "g0-only": ["scorer.settings.inputs=[g0_layer_z,log_fan_in,log_fan_out]"],
@@ -40,7 +40,10 @@ def dvc(study: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def scorer_metrics(shown: list[dict], name: str) -> dict | None:
+    """The scorer metrics of experiment ``name`` (``base``: the committed baseline itself)."""
     for baseline in shown:
+        if name == "base" and baseline.get("rev") != "workspace" and baseline.get("data"):
+            return baseline["data"]["metrics"]["metrics/scorer.json"]["data"]
         for exp in baseline.get("experiments") or []:
             if exp.get("name") == name:
                 data = exp["revs"][0]["data"]
@@ -56,8 +59,10 @@ def main() -> None:
     study = args.study.resolve()
     names = args.only or list(VARIANTS)
     for name in names:
+        if not VARIANTS[name]:
+            continue
         sets = [a for s in VARIANTS[name] for a in ("-S", s)]
-        proc = dvc(study, "exp", "run", "--temp", "-f", "-n", name, *sets, "train_scorer")
+        proc = dvc(study, "exp", "run", "--temp", "-n", name, *sets, "train_scorer")
         print(name, "rc", proc.returncode, flush=True)
         if proc.returncode != 0:
             print(proc.stderr[-2000:], flush=True)
