@@ -219,7 +219,7 @@ def test_stage_refuses_nonsense_with_exit_2_and_writes_nothing(tmp_path: Path) -
     edit: list[tuple[str, str]] = [
         ("  epochs: 10\n", "  epochs: true\n"),
         ("  lr: 0.05\n", "  lr: .nan\n"),
-        ("  seeds: [0]\n", "  seeds: []\n"),
+        ("  seeds: [0, 1, 2]", "  seeds: []"),
         ("  experiment: autos\n", '  experiment: " "\n'),
         ("  extra: [w0_layer_z, g0_layer_z, log_fan_in, log_fan_out]\n", "  extra: [w0_layer_z]\n"),
     ]
