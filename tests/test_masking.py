@@ -47,6 +47,66 @@ def test_ties_are_deterministic_and_exact() -> None:
     assert m1["a"][:7].all() and not m1["b"].any()  # lower index first
 
 
+def _sorted_reference(scores, density, scope, alive):  # noqa: ANN001, ANN202
+    """The definition select_mask implements: a stable descending sort of the float64 scores, pruned at -inf."""
+
+    def flat(name: str) -> torch.Tensor:
+        s = scores[name].to(torch.float64).flatten()
+        return s if alive is None else s.masked_fill(~alive[name].flatten(), float("-inf"))
+
+    def top(values: torch.Tensor, k: int) -> torch.Tensor:
+        keep = torch.zeros(values.numel(), dtype=torch.bool)
+        keep[torch.sort(values, descending=True, stable=True).indices[:k]] = True
+        return keep
+
+    if scope == "layerwise":
+        return {n: top(flat(n), kept_count(s.numel(), density)).view(s.shape) for n, s in scores.items()}
+    keep = top(torch.cat([flat(n) for n in scores]), kept_count(sum(s.numel() for s in scores.values()), density))
+    out, offset = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[offset : offset + s.numel()].view(s.shape)
+        offset += s.numel()
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_selection_equals_a_stable_sort_of_all_scores(seed: int) -> None:
+    """Radix selection == stable sort: heavy ties, signed zeros, negatives, huge and tiny magnitudes, mixed dtypes,
+    pruned weights, both scopes."""
+    g = torch.Generator().manual_seed(seed)
+    dtypes = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+    scores = {}
+    for i in range(4):
+        n = int(torch.randint(1, 400, (1,), generator=g))
+        kind = (seed + i) % 4
+        if kind == 0:  # few distinct values: ties across layers
+            v = torch.randint(-3, 4, (n,), generator=g).double()
+        elif kind == 1:  # signed zeros among ties
+            v = torch.randint(0, 2, (n,), generator=g).double() * torch.where(torch.rand(n, generator=g) < 0.5, -1, 1)
+            v = torch.where(v == 0, torch.where(torch.rand(n, generator=g) < 0.5, -0.0, 0.0), v)
+        elif kind == 2:  # magnitudes over many decades, both signs
+            v = torch.randn(n, generator=g, dtype=torch.float64) * 10.0 ** torch.randint(-30, 30, (n,), generator=g)
+        else:
+            v = torch.rand(n, generator=g, dtype=torch.float64)
+        scores[f"l{i}"] = v.to(dtypes[(seed + i) % 4 if kind != 2 else 1]).view(-1, 1)
+    alive = None
+    if seed % 2:
+        alive = {n: torch.rand(s.shape, generator=g) < 0.7 for n, s in scores.items()}
+        for m in alive.values():
+            m.view(-1)[0] = True
+    for scope in ("global", "layerwise"):
+        for density in (0.05, 0.3, 0.5, 0.62):
+            if scope == "layerwise" and alive is not None:
+                continue  # layerwise with alive masks can ask for more than a layer has alive
+            if alive is not None and kept_count(sum(s.numel() for s in scores.values()), density) > sum(
+                int(m.sum()) for m in alive.values()
+            ):
+                continue
+            got = select_mask(scores, density, scope=scope, alive=alive)
+            want = _sorted_reference(scores, density, scope, alive)
+            assert all(torch.equal(got[n], want[n]) for n in scores), (scope, density)
+
+
 def test_pruned_weights_stay_pruned() -> None:
     scores = _scores()
     alive = select_mask(scores, 0.5)

@@ -7,7 +7,7 @@ removed. A mask is a bool tensor per prunable parameter, keyed by the parameter'
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import cast
 
 import torch
@@ -56,11 +56,63 @@ def kept_count(numel: int, density: float) -> int:
     return max(1, min(numel, int(density * numel + 0.5)))
 
 
-def _top_k(flat_scores: Tensor, k: int) -> Tensor:
-    """Bool vector keeping the k highest scores; ties broken by lower index (stable sort, deterministic)."""
-    order = torch.sort(flat_scores, descending=True, stable=True).indices
-    keep = torch.zeros(flat_scores.numel(), dtype=torch.bool)
-    keep[order[:k]] = True
+# Selection by radix select over order-preserving integer keys, one layer at a time: the k-th largest score is
+# found in four passes of 16 bits (a histogram per pass), then every layer keeps its scores above it and the ties
+# at it in global index order. The result equals a stable descending sort of all scores concatenated (ties broken
+# by lower index; tests/test_masking.py checks against that sort), but the memory is one layer's keys, not the
+# 3 x 8 bytes per weight of a float64 concatenation and its sort (128.8 M weights: ~3 GB), and it is several times
+# faster (SynFlow selects 100 times per call).
+_DIGIT_BITS = 16
+_INT64_MIN = -(1 << 63)
+
+
+def _order_keys(scores: Tensor, alive: Tensor | None) -> Tensor:
+    """int64 keys in the order of the float64 values (a < b iff key(a) < key(b)); pruned weights get the lowest key.
+
+    -0.0 is made +0.0 first (they compare equal as floats and must tie here too).
+    """
+    x = scores.detach().to("cpu", torch.float64).flatten() + 0.0
+    bits = x.view(torch.int64)
+    keys = bits ^ ((bits >> 63) & 0x7FFFFFFFFFFFFFFF)  # negative floats: flip all bits but the sign
+    if alive is not None:
+        keys = keys.masked_fill(~alive.detach().to("cpu").flatten().bool(), _INT64_MIN)
+    return keys
+
+
+def _kth_largest_key(layer_keys: Callable[[], Iterator[Tensor]], k: int) -> tuple[int, int]:
+    """(t, r): the k-th largest key over all layers, and how many of the keys equal to t are among the top k."""
+    bins = 1 << _DIGIT_BITS
+    prefix: int | None = None  # the high bits of t found so far (signed, as ``key >> shift`` gives them)
+    remaining = k  # rank of t among the keys that share ``prefix``
+    for shift in range(64 - _DIGIT_BITS, -1, -_DIGIT_BITS):
+        hist = torch.zeros(bins, dtype=torch.int64)
+        for keys in layer_keys():
+            if prefix is None:
+                digits = (keys >> shift) + bins // 2  # the top digit carries the sign
+            else:
+                digits = (keys[(keys >> (shift + _DIGIT_BITS)) == prefix] >> shift) & (bins - 1)
+            hist += torch.bincount(digits, minlength=bins)
+        from_top = hist.flip(0).cumsum(0)
+        i = int(torch.searchsorted(from_top, remaining))  # first digit (from the top) reaching the rank
+        digit = bins - 1 - i
+        remaining -= int(from_top[i]) - int(hist[digit])
+        prefix = digit - bins // 2 if prefix is None else (prefix << _DIGIT_BITS) | digit
+    assert prefix is not None
+    return prefix, remaining
+
+
+def _top_k(keys_of: Callable[[str], Tensor], names: list[str], k: int) -> dict[str, Tensor]:
+    """Flat bool masks keeping the k highest keys over ``names`` together; ties go to the lower global index."""
+    threshold, ties = _kth_largest_key(lambda: (keys_of(n) for n in names), k)
+    keep: dict[str, Tensor] = {}
+    for name in names:
+        keys = keys_of(name)
+        mask = keys > threshold
+        if ties > 0:
+            at = (keys == threshold).nonzero().flatten()[:ties]
+            mask[at] = True
+            ties -= at.numel()
+        keep[name] = mask
     return keep
 
 
@@ -81,39 +133,35 @@ def select_mask(
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
     names = list(scores)
-    flat: dict[str, Tensor] = {}
     for name in names:
-        s = scores[name].detach().to("cpu", torch.float64).flatten()
-        alive_flat = None if alive is None else alive[name].detach().to("cpu").flatten().bool()
-        check = s if alive_flat is None else s[alive_flat]
+        s = scores[name].detach()
+        check = s if alive is None else s[alive[name].detach().to(s.device).bool()]
         if not torch.isfinite(check).all():
             raise ValueError(f"scores for {name!r} contain NaN or infinite values")
-        if alive_flat is not None:
-            s = s.masked_fill(~alive_flat, float("-inf"))
-        flat[name] = s
+
+    def keys_of(name: str) -> Tensor:
+        return _order_keys(scores[name], None if alive is None else alive[name])
 
     def alive_count(name: str) -> int:
-        return flat[name].numel() if alive is None else int(alive[name].sum())
+        return scores[name].numel() if alive is None else int(alive[name].sum())
 
     masks: Masks = {}
     if scope == "global":
-        total = sum(v.numel() for v in flat.values())
+        total = sum(scores[n].numel() for n in names)
         k = kept_count(total, density)
         available = sum(alive_count(n) for n in names)
         if k > available:
             raise ValueError(f"density {density} keeps {k} weights but only {available} are alive")
-        keep = _top_k(torch.cat([flat[n] for n in names]), k)
-        offset = 0
-        for name in names:
-            n = flat[name].numel()
-            masks[name] = keep[offset : offset + n].view(scores[name].shape)
-            offset += n
+        flat = _top_k(keys_of, names, k)
     else:
+        flat = {}
         for name in names:
-            k = kept_count(flat[name].numel(), density)
+            k = kept_count(scores[name].numel(), density)
             if k > alive_count(name):
                 raise ValueError(f"layer {name!r}: density {density} keeps {k} weights but fewer are alive")
-            masks[name] = _top_k(flat[name], k).view(scores[name].shape)
+            flat.update(_top_k(keys_of, [name], k))
+    for name in names:
+        masks[name] = flat[name].view(scores[name].shape)
     return masks
 
 
