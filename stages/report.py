@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from autos.errors import DataError
+from autos.paths import SOURCE_TICKET_FILE
 from autos.report import build_report, load_results, verdict_metrics
 from stages.common import StageContext, atomic_dir, parser, read_json, run_stage
 
@@ -62,12 +63,13 @@ def main(ctx: StageContext) -> None:
         log.warning("report: results for targets not in params (stale?): %s", ", ".join(undeclared))
     curve = read_optional(paths.irp / "curve.json")
     scorer = read_optional(paths.metrics / "scorer.json")
+    ticket = read_optional(paths.scorer / SOURCE_TICKET_FILE)
 
     params = {"targets": ",".join(results), "runs": sum(len(p.get("rows", [])) for p in results.values()),
               "has_irp_curve": curve is not None, "has_scorer_metrics": scorer is not None}
     with tracker.run("report", params=params, tags={"stage": "report"}):
         with atomic_dir(paths.reports) as out:
-            files = build_report(results, curve, scorer, out)
+            files = build_report(results, curve, scorer, out, ticket)
         log.info("report: wrote %d files to %s", len(files), paths.reports)
         verdicts = verdict_metrics(results)
         ctx.write_metrics("report", verdicts)

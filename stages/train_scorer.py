@@ -1,8 +1,10 @@
 """DVC stage: train the AutoS scorer on the source feature table; evaluate it against trivial scorers.
 
-Outputs: data/scorer/{scorer.pt, scorer.json, split.npz, history.json}, metrics/scorer.json (held-out MSE,
-Spearman, top-k overlap with IRP, AUC of "survives every round", next to |w0|, |g0|, |w0*g0| and random on the
-same rows). The scorer is logged to MLflow as a model built from code, with a signature (one float32 column per
+Outputs: data/scorer/{scorer.pt, scorer.json, split.npz, history.json, source_ticket.json}, metrics/scorer.json
+(held-out MSE, Spearman, top-k overlap with IRP, AUC of "survives every round", next to |w0|, |g0|, |w0*g0| and
+random on the same rows; and how much of the source's IRP ticket the scorer's and |w0|'s masks at the ticket's
+density keep). source_ticket.json holds the per-layer densities of the ticket, AutoS's mask and |w0|'s mask.
+The scorer is logged to MLflow as a model built from code, with a signature (one float32 column per
 scorer input, a float32 score out), and registered as "<experiment>-scorer".
 
 MLflow: the run ``train_scorer <scorer>`` holds ``train_loss`` / ``holdout_mse`` per epoch, the held-out headline
@@ -18,7 +20,16 @@ import numpy as np
 
 from autos.features import read_table, table_metadata
 from autos.files import TIMING_KEYS, atomic_write_bytes, npz_bytes, without_keys
-from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, save_scorer, trivial_baselines
+from autos.paths import SOURCE_TICKET_FILE
+from autos.scorer import (
+    evaluate_ranking,
+    fit_scorer,
+    input_matrix,
+    predict,
+    save_scorer,
+    ticket_diagnostics,
+    trivial_baselines,
+)
 from autos.study import scorer_settings
 from stages.common import StageContext, atomic_dir, parser, run_stage, write_json, write_resolved_config
 
@@ -49,12 +60,26 @@ def main(ctx: StageContext) -> None:
         metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(fit.holdout_idx)),
                    "eval_rows": int(len(holdout)),
                    "train_rows": int(len(fit.train_idx))}  # no wall-clock figures in DVC outputs (files.TIMING_KEYS)
+        # The source's IRP ticket vs what the scorer and |w0| keep at its density, per layer (every source row)
+        layer_idx = table.column("layer_idx").to_numpy()
+        indices, first_rows = np.unique(layer_idx, return_index=True)
+        layer_names = [""] * (int(indices.max()) + 1)
+        for i, name in zip(indices, table.column("layer").take(first_rows).to_pylist(), strict=True):
+            layer_names[int(i)] = str(name)
+        ticket = ticket_diagnostics(
+            predict(fit.model, input_matrix(table, fit.settings.inputs), device=device),
+            table.column("w0").to_numpy(), table.column("survived").to_numpy(), layer_idx, layer_names, num_rounds,
+            cfg.scorer.seed)
+        if ticket is not None:
+            metrics.update({"source_ticket_density": ticket["density"],
+                            **{f"source_ticket_overlap_{k}": v for k, v in ticket["overlap"].items()}})
 
         with atomic_dir(ctx.paths.scorer) as out:
             save_scorer(out, fit.model, cfg.scorer.name, fit.settings,
                         {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
             atomic_write_bytes(out / "split.npz", npz_bytes(train_idx=fit.train_idx, holdout_idx=holdout))
             write_json(out / "history.json", [without_keys(asdict(e), TIMING_KEYS) for e in fit.history])
+            write_json(out / SOURCE_TICKET_FILE, ticket)
             write_resolved_config(out, cfg, ["scorer"],
                                   {"scorer_settings": scorer_settings(cfg.scorer).model_dump(mode="json")})
         ctx.write_metrics("scorer", metrics)

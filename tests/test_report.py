@@ -207,6 +207,22 @@ def test_missing_scorer_metrics_and_curve_are_handled(inputs: dict[str, Path], t
     assert scorer_table(None) is None and scorer_table({"holdout_rows": 3}) is None
 
 
+def test_source_ticket_section_and_figure(inputs: dict[str, Path]) -> None:
+    ticket = {"density": 0.1, "overlap": {"autos": 0.61, "abs_w0": 0.6, "random": 0.1},
+              "layers": [{"layer": "conv1.weight", "weights": 432, "irp_ticket": 0.4, "autos": 0.0, "abs_w0": 0.2},
+                         {"layer": "fc.weight", "weights": 640, "irp_ticket": 0.05, "autos": 0.1, "abs_w0": 0.08}]}
+    results = load_results(sorted(inputs["results_dir"].glob("*/results.json")))
+    files = build_report(results, None, None, inputs["out"], ticket)
+    assert inputs["out"] / "figures" / "source_ticket.png" in files
+    assert (inputs["out"] / "svg" / "source_ticket.svg").is_file()
+    text = (inputs["out"] / "summary.md").read_text()
+    assert "AutoS's mask keeps 61.0% of the ticket, |w0|'s 60.0% and a random mask 10.0%" in text
+    assert "| conv1 | 432 | 0.4000 | 0.0000 | 0.2000 |" in text
+    assert all((inputs["out"] / link).is_file() for link in relative_links(text))
+    build_report(results, None, None, inputs["out"] / "none")
+    assert "No source ticket diagnostics" in (inputs["out"] / "none" / "summary.md").read_text()
+
+
 def test_scorer_table_is_tolerant_of_shape() -> None:
     table = scorer_table({"scorer": {"spearman": 0.5, "overlap@0.1": float("nan")},
                           "baselines": {"abs_w0": {"spearman": 0.4}}, "note": "text"})

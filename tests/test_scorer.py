@@ -25,6 +25,7 @@ from autos.scorer import (
     save_scorer,
     score_layers,
     split_rows,
+    ticket_diagnostics,
     trivial_baselines,
 )
 from autos.scorer.fit import batch_loss
@@ -135,6 +136,35 @@ def test_evaluate_ranking_perfect_and_random() -> None:
     inverted = evaluate_ranking(-survived.astype(np.float64), survived, P, densities, rng_seed=1)
     assert inverted["spearman"] == pytest.approx(-1.0)
     assert inverted["topk_overlap_d0.05"] == 0.0
+
+
+def test_ticket_diagnostics_layer_densities_and_overlap() -> None:
+    """A scorer equal to the label reproduces the ticket in every layer; |w0| does when the ticket is the largest
+    |w0| per layer profile; random keeps about the density; no survivor gives None; ragged inputs are refused."""
+    rng = np.random.default_rng(0)
+    layer_idx = np.repeat([0, 1, 2], [5_000, 20_000, 1_000])
+    survived = np.where(layer_idx == 0, rng.integers(0, P + 1, layer_idx.size), rng.integers(0, P, layer_idx.size))
+    w0 = rng.normal(size=layer_idx.size)
+    names = ["a.weight", "b.weight", "c.weight"]
+    out = ticket_diagnostics(survived.astype(np.float32), w0, survived, layer_idx, names, P, rng_seed=1)
+    assert out is not None
+    ticket = survived == P
+    assert out["density"] == pytest.approx(ticket.mean())
+    assert out["overlap"]["autos"] == 1.0
+    assert abs(out["overlap"]["random"] - out["density"]) < 0.02
+    by_layer = {row["layer"]: row for row in out["layers"]}
+    assert [row["weights"] for row in out["layers"]] == [5_000, 20_000, 1_000]
+    for i, name in enumerate(names):
+        assert by_layer[name]["autos"] == by_layer[name]["irp_ticket"] == pytest.approx(ticket[layer_idx == i].mean())
+    assert by_layer["b.weight"]["irp_ticket"] == 0.0 and by_layer["a.weight"]["irp_ticket"] > 0.1
+    # |w0| spreads its mask over every layer (w0 is i.i.d. here), so it misses the ticket's layer profile
+    assert all(abs(row["abs_w0"] - out["density"]) < 0.02 for row in out["layers"])
+    assert out["overlap"]["abs_w0"] < 0.5
+
+    assert ticket_diagnostics(np.zeros(3), np.zeros(3), np.zeros(3, dtype=int), np.zeros(3, dtype=int), ["a"], P,
+                              rng_seed=0) is None
+    with pytest.raises(ValueError, match="row counts differ"):
+        ticket_diagnostics(np.zeros(3), np.zeros(2), np.zeros(3, dtype=int), np.zeros(3, dtype=int), ["a"], P, 0)
 
 
 def test_evaluate_ranking_one_class_auc_is_nan() -> None:

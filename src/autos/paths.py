@@ -11,6 +11,7 @@ from autos.config import read_params
 from autos.errors import ConfigError
 
 PATHS_FILE = "paths.yaml"
+SOURCE_TICKET_FILE = "source_ticket.json"  # in the scorer dir: ``scorer.metrics.ticket_diagnostics`` on the source
 ROOT_ENV = "AUTOS_ROOT"
 
 

@@ -36,6 +36,7 @@ from autos.report.plots import (
     plot_irp_curve,
     plot_layers,
     plot_sanity,
+    plot_source_ticket,
     plot_target,
     svg_path,
 )
@@ -123,7 +124,7 @@ def build_target(target: str, payload: Mapping[str, Any], out: Path) -> dict[str
 
 
 def build_report(results: Mapping[str, Mapping[str, Any]], curve: Mapping[str, Any] | None,
-                 scorer: Mapping[str, Any] | None, out: Path) -> list[Path]:
+                 scorer: Mapping[str, Any] | None, out: Path, ticket: Mapping[str, Any] | None = None) -> list[Path]:
     """Write every report file into ``out`` (created if needed); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {"results": _write_csv(results_frame(results), out / "results.csv")}
@@ -142,10 +143,13 @@ def build_report(results: Mapping[str, Mapping[str, Any]], curve: Mapping[str, A
             written["irp_curve.png"], written["irp_curve.svg"] = png, svg_path(png)
     if scorer is None:
         log.warning("report: no scorer metrics; the scorer table is left out")
+    if ticket:
+        png = plot_source_ticket(ticket, out / FIGURES_DIR / "source_ticket.png")
+        written["source_ticket.png"], written["source_ticket.svg"] = png, svg_path(png)
     template = out / DVC_TEMPLATE_NAME
     template.write_text(json.dumps(dvc_plot_template(), indent=2) + "\n")
     written["dvc_template"] = template
     relative = {role: path.relative_to(out).as_posix() for role, path in written.items()}
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(results, curve_frame, scorer, relative))
+    summary.write_text(summary_markdown(results, curve_frame, scorer, relative, ticket))
     return [*written.values(), summary]

@@ -399,8 +399,29 @@ def verdicts_section(results: Mapping[str, Mapping[str, Any]], files: Mapping[st
     return "\n\n".join([intro, *lines] + (["Data: " + ", ".join(links) + "."] if links else []))
 
 
+def ticket_section(ticket: Mapping[str, Any] | None, files: Mapping[str, str]) -> str:
+    """What the scorer keeps on the source next to the IRP ticket it learned from (``ticket_diagnostics``)."""
+    if not ticket:
+        return ("No source ticket diagnostics (data/scorer/source_ticket.json): the scorer stage predates them, or no "
+                "weight survived every IRP round.")
+    overlap = ticket["overlap"]
+    parts = [
+        f"At the ticket's density ({ticket['density'] * 100:.3g}% of the source's weights survived every IRP round), "
+        f"AutoS's mask keeps {overlap['autos']:.1%} of the ticket, |w0|'s {overlap['abs_w0']:.1%} and a random "
+        f"mask {overlap['random']:.1%}. Every source weight counts, including those the scorer was trained on; the "
+        "held-out top-k overlaps below are the unbiased figure. Per layer (fraction kept):"
+    ]
+    body = [[row["layer"].removesuffix(".weight"), f"{row['weights']:,}"]
+            + [f"{row[k]:.4f}" for k in ("irp_ticket", "autos", "abs_w0")] for row in ticket["layers"]]
+    parts.append(markdown_table(Table(["layer", "weights", "IRP ticket", "AutoS", "|w0|"], body)))
+    if "source_ticket.png" in files:
+        parts.append(f"![per-layer density on the source]({files['source_ticket.png']})")
+    return "\n\n".join(parts)
+
+
 def summary_markdown(results: Mapping[str, Mapping[str, Any]], curve_frame: pd.DataFrame | None,
-                     scorer: Mapping[str, Any] | None, files: Mapping[str, str]) -> str:
+                     scorer: Mapping[str, Any] | None, files: Mapping[str, str],
+                     ticket: Mapping[str, Any] | None = None) -> str:
     """The report's front page; ``files`` maps roles ('results', '<target>.md', ...) to relative paths."""
     parts = ["# AutoS study report", HOW_TO_READ]
     if "results" in files:
@@ -426,6 +447,7 @@ def summary_markdown(results: Mapping[str, Mapping[str, Any]], curve_frame: pd.D
         data = [f"[{files[n]}]({files[n]})" for n in ("irp_curve.csv", "irp_curve.svg") if n in files]
         if data:
             parts.append(f"Data and vector figure: {', '.join(data)}.")
+    parts += ["## What the scorer keeps on the source, next to the IRP ticket", ticket_section(ticket, files)]
     parts.append("## Scorer vs trivial baselines (held-out weights)")
     table = scorer_table(scorer)
     if table is None:

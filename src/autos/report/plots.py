@@ -400,3 +400,42 @@ def dvc_plot_template() -> dict[str, Any]:
              "encoding": {"y": y_enc, "detail": {"field": "rev", "type": "nominal"}}},
         ],
     }
+
+
+# --------------------------------------------------------------------------- the source's IRP ticket
+
+
+def source_ticket_figure(ticket: Mapping[str, Any]) -> Any:
+    """Per-layer density on the source: the IRP ticket, AutoS's mask and |w0|'s mask at the ticket's density
+    (``autos.scorer.metrics.ticket_diagnostics``); empty layers drawn at the floor."""
+    layers = list(ticket["layers"])
+    names = [row["layer"].removesuffix(".weight") for row in layers]
+    fig, ax = _new_axes(max(6.5, 0.32 * len(names) + 3.0), 4.4)
+    series = {"irp_ticket": ("IRP ticket (source)", "black", "s", 2.2), "autos": ("AutoS", "tab:red", "o", 1.6),
+              "abs_w0": ("|w0|", "tab:blue", "^", 1.1)}
+    positive = [row[k] for row in layers for k in series if row[k] > 0]
+    floor = min(positive) / 2 if positive else 1e-4
+    for k, (key, (label, color, marker, width)) in enumerate(series.items()):
+        xs = [i + (k - 1) * 0.08 for i in range(len(layers))]
+        if key in ticket["overlap"]:
+            label = f"{label}: keeps {ticket['overlap'][key]:.0%} of the ticket"
+        ax.plot(xs, [row[key] if row[key] > 0 else math.nan for row in layers], color=color, marker=marker,
+                markersize=4.5, linewidth=width, label=label)
+        empty = [x for x, row in zip(xs, layers, strict=True) if row[key] <= 0]
+        if empty:
+            ax.scatter(empty, [floor] * len(empty), marker="v", s=40, color=color, zorder=5)
+    ax.axhline(ticket["density"], color="0.4", linestyle="--", linewidth=1.0, label="uniform")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=60, ha="right", fontsize="x-small")
+    ax.set_xlabel("layer (network order)")
+    ax.set_ylabel("layer density (fraction kept, log scale)")
+    ax.set_title(f"Source: per-layer density at the IRP ticket's {ticket['density'] * 100:.3g}% density")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(**LEGEND)
+    return fig
+
+
+def plot_source_ticket(ticket: Mapping[str, Any], path: Path) -> Path:
+    save_figure(source_ticket_figure(ticket), path)
+    return path

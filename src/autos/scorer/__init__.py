@@ -22,7 +22,7 @@ This package re-exports the public names of its modules, one job each:
 - :mod:`autos.scorer.nets` - the networks, the ``SCORERS`` registry, their ``Settings`` and ``build_scorer``;
 - :mod:`autos.scorer.fit` - the train/holdout split, ``input_matrix`` and ``fit_scorer``;
 - :mod:`autos.scorer.predict` - ``predict``, ``score_layers`` and ``required_extra``;
-- :mod:`autos.scorer.metrics` - ``evaluate_ranking`` and ``trivial_baselines`` (scipy, scikit-learn);
+- :mod:`autos.scorer.metrics` - ``evaluate_ranking``, ``trivial_baselines``, ``ticket_diagnostics`` (scipy, sklearn);
 - :mod:`autos.scorer.io` - ``save_scorer`` / ``load_scorer`` and the file names.
 
 The metrics are imported on first use: every stage looks the registry up when it validates its params, and
@@ -50,9 +50,9 @@ from autos.scorer.nets import (
 from autos.scorer.predict import predict, required_extra, score_layers
 
 if TYPE_CHECKING:
-    from autos.scorer.metrics import evaluate_ranking, trivial_baselines
+    from autos.scorer.metrics import evaluate_ranking, ticket_diagnostics, trivial_baselines
 
-_LAZY = ("evaluate_ranking", "trivial_baselines")  # from autos.scorer.metrics
+_LAZY = ("evaluate_ranking", "ticket_diagnostics", "trivial_baselines")  # from autos.scorer.metrics
 
 __all__ = [
     "BASE_INPUTS",
@@ -80,12 +80,13 @@ __all__ = [
     "save_scorer",
     "score_layers",
     "split_rows",
+    "ticket_diagnostics",
     "trivial_baselines",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """``evaluate_ranking`` / ``trivial_baselines`` on first access (PEP 562), then cached in this module."""
+    """The ``autos.scorer.metrics`` names on first access (PEP 562), then cached in this module."""
     if name in _LAZY:
         from autos.scorer import metrics
 

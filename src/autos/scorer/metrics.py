@@ -88,3 +88,53 @@ def trivial_baselines(
         metrics.pop("mse")
         out[name] = metrics
     return out
+
+
+def ticket_diagnostics(
+    pred: np.ndarray,
+    w0: np.ndarray,
+    survived: np.ndarray,
+    layer_idx: np.ndarray,
+    layer_names: Sequence[str],
+    num_rounds: int,
+    rng_seed: int,
+) -> dict | None:
+    """The source's IRP ticket (the weights that survived every round) against the masks the scorer and |w0| would
+    choose at the ticket's density, on every source weight (issue: what does the scorer learn?).
+
+    Returns {"density": the ticket's global density, "overlap": {"autos" | "abs_w0" | "random": |mask & ticket| / k},
+    "layers": [{"layer", "weights", "irp_ticket", "autos", "abs_w0"}: per-layer densities]} or None when no weight
+    survived every round. Ties are broken by one seeded permutation (as ``evaluate_ranking``). Rows the scorer was
+    trained on are included, so the overlap is optimistic for the scorer; the held-out ``topk_overlap`` metrics
+    are the unbiased ones. The per-layer densities say whether AutoS reproduces the ticket's layer profile (which
+    the shuffle sanity check then tests in training).
+    """
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    w0 = np.asarray(w0, dtype=np.float64).reshape(-1)
+    layer_idx = np.asarray(layer_idx).reshape(-1)
+    ticket = np.asarray(survived).reshape(-1) == num_rounds
+    n, k = pred.size, int(ticket.sum())
+    if not (pred.size == w0.size == ticket.size == layer_idx.size):
+        raise ValueError(f"row counts differ: pred {pred.size}, w0 {w0.size}, survived {ticket.size}, "
+                         f"layer_idx {layer_idx.size}")
+    if k == 0:
+        return None
+    tiebreak = np.random.default_rng(rng_seed).permutation(n)
+    masks = {"irp_ticket": ticket}
+    candidates = {"autos": pred, "abs_w0": np.abs(w0), "random": np.random.default_rng([rng_seed, 3]).random(n)}
+    for name, scores in candidates.items():
+        keep = np.zeros(n, dtype=bool)
+        keep[_descending_order(scores, tiebreak)[:k]] = True
+        masks[name] = keep
+    counts = np.bincount(layer_idx, minlength=len(layer_names))
+    layers = []
+    for i, name in enumerate(layer_names):
+        if counts[i] == 0:
+            continue
+        row: dict = {"layer": name, "weights": int(counts[i])}
+        for label in ("irp_ticket", "autos", "abs_w0"):
+            row[label] = float(masks[label][layer_idx == i].mean())
+        layers.append(row)
+    return {"density": k / n,
+            "overlap": {name: float((masks[name] & ticket).sum() / k) for name in candidates},
+            "layers": layers}
