@@ -45,6 +45,7 @@ from autos.config import ExecutionConfig
 from autos.errors import ConfigError, DataError
 from autos.executors import CellTask, remember_data, run_cells
 from autos.files import TIMING_KEYS, without_keys
+from autos.oracle import ORACLE, oracle_overlaps
 from autos.pruners import PRUNERS
 from autos.records import RunKey, transfer_metrics
 from autos.study import method_settings
@@ -271,6 +272,10 @@ def main(ctx: StageContext) -> None:
                 "methods": {m: {"kind": PRUNERS.get(m).kind} for m in cfg.transfer.methods},
                 "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                             "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
+                # IRP on this target as the oracle: how much of its ticket AutoS and |w0| keep (autos.oracle)
+                **({"oracle_overlap": oracle_overlaps(
+                    (c.key.method, c.key.sparsity, c.key.seed, c.mask) for c in results if c.mask is not None)}
+                   if ORACLE in cfg.transfer.methods else {}),
             })
             write_resolved_config(out, cfg, ["seed", "device", "training", "pruning", "features"], {
                 "target": spec.model_dump(mode="json"),

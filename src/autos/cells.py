@@ -54,6 +54,7 @@ class CellResult:
     histories: list[list[dict[str, float]]]
     cell_id: str = ""
     logged: bool = False  # whether the driver has mirrored it to MLflow
+    mask: dict[str, Any] | None = None  # the unmodified mask, packed, where the oracle needs it (autos.oracle)
 
 
 def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
@@ -138,12 +139,13 @@ class CellStore:
             log.warning("cell %s: result file %s is unreadable (%s); recomputing it", key.name, path, exc)
             path.unlink(missing_ok=True)
             return None
-        return CellResult(key, rows, histories, cell_id=cid, logged=bool(raw.get("logged")))
+        return CellResult(key, rows, histories, cell_id=cid, logged=bool(raw.get("logged")), mask=raw.get("mask"))
 
     def save(self, result: CellResult) -> None:
         atomic_write_json(self.path(result.cell_id), {
             "cell_id": result.cell_id, "key": asdict(result.key), "rows": result.rows,
             "histories": result.histories, "logged": result.logged,
+            **({"mask": result.mask} if result.mask is not None else {}),
         })
 
 

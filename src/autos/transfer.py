@@ -27,6 +27,7 @@ from autos.cells import DENSE, CellKey, CellResult
 from autos.config import ModelSpec, StudyConfig
 from autos.health import effective_summary
 from autos.masking import Masks, classifier_name, mask_summary
+from autos.oracle import keeps_mask, pack_masks
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
 from autos.records import RunKey
@@ -132,6 +133,7 @@ def run_cell(
             continue
         masks, state = _apply_modifier(modifier, result, ctx, density, seed + 1)
         variants.append((modifier, masks, state))
+    packed = pack_masks(result.masks) if keeps_mask(cfg.transfer.methods, key.method) else None
     for variant, masks, state in variants:
         model = copy.deepcopy(init_model)
         if state is not None:
@@ -140,4 +142,4 @@ def run_cell(
         # re-initialised weights are always trained: evaluating fresh weights would only show chance
         train_model = result.train or variant == "reinit"
         record(run, model, masks, dict(result.info), select_seconds, train_model=train_model)
-    return CellResult(key, result_rows, histories)
+    return CellResult(key, result_rows, histories, mask=packed)

@@ -35,6 +35,7 @@ from autos.report.compare import (
     WORSE,
     PairedDiff,
     Verdict,
+    mean_std,
     paired_differences,
     target_verdicts,
 )
@@ -299,7 +300,27 @@ def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
     if figure:
         parts += ["**Per-layer density** at the highest sparsity (layers in network order, mean over seeds): does "
                   "AutoS spread the kept weights like IRP, ERK, SNIP or SynFlow?", figure]
+    table = oracle_table(payload.get("oracle_overlap") or [])
+    if table is not None:
+        parts += ["**Overlap with IRP run on this target** (the oracle): the share of IRP's ticket that each mask "
+                  "keeps at the same sparsity and seed, mean ± std over seeds; chance is the density",
+                  markdown_table(table)]
     return "\n\n".join(parts) + "\n"
+
+
+def oracle_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
+    """Method x sparsity rows of ``autos.oracle.oracle_overlaps`` records, averaged over seeds (in %)."""
+    groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((str(record["method"]), float(record["sparsity"])), []).append(record)
+    if not groups:
+        return None
+    body = []
+    for (method, sparsity), group in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0] != REFERENCE)):
+        mean, std = mean_std([float(r["overlap"]) for r in group])
+        body.append([method, format_sparsity(sparsity), format_mean(mean, std, len(group)),
+                     f"{100.0 * float(group[0]['chance']):.3g}"])
+    return Table(["method", "sparsity", "keeps of IRP's ticket (%)", "chance (%)"], body)
 
 
 def table_frame(table: Table) -> pd.DataFrame:
