@@ -14,11 +14,12 @@ each trivial baseline (``baseline/<name>/<metric>``) and the row counts (``rows/
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 import numpy as np
 
-from autos.features import read_table, table_metadata
+from autos.features import pool_tables, read_table, table_metadata
 from autos.files import TIMING_KEYS, atomic_write_bytes, npz_bytes, without_keys
 from autos.paths import SOURCE_TICKET_FILE
 from autos.scorer import (
@@ -33,6 +34,8 @@ from autos.scorer import (
 from autos.study import scorer_settings
 from stages.common import StageContext, atomic_dir, parser, run_stage, write_json, write_resolved_config
 
+log = logging.getLogger("autos.stage.train_scorer")
+
 
 def main(ctx: StageContext) -> None:
     cfg, tracker, device = ctx.cfg, ctx.tracker, ctx.device
@@ -43,11 +46,19 @@ def main(ctx: StageContext) -> None:
               "table.irp": meta["irp"]}
     with tracker.run(f"train_scorer {cfg.scorer.name}", params=params,
                      tags={"stage": "train_scorer", "scorer": cfg.scorer.name}):
-        fit = fit_scorer(table, cfg.scorer, device=device)
+        extra_paths = [ctx.root / p for p in cfg.scorer.extra_tables]
+        rows = table
+        if extra_paths:  # pooled sources: other tables' rows after this one's, so row i is still this table's row i
+            inputs = list(scorer_settings(cfg.scorer).model_dump()["inputs"])
+            rows = pool_tables(table, extra_paths, list(dict.fromkeys([*inputs, "label", "survived"])))
+            log.info("scorer: %d rows of this source pooled with %d from %s", table.num_rows,
+                     rows.num_rows - table.num_rows, ", ".join(map(str, cfg.scorer.extra_tables)))
+        fit = fit_scorer(rows, cfg.scorer, device=device)
         for epoch in fit.history:
             tracker.log_metrics({"train_loss": epoch.train_loss, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
 
-        holdout = fit.holdout_idx
+        own_holdout = fit.holdout_idx[fit.holdout_idx < table.num_rows]  # the metrics: this study's source only
+        holdout = own_holdout
         if cfg.scorer.max_eval_rows is not None and len(holdout) > cfg.scorer.max_eval_rows:
             rng = np.random.default_rng(cfg.scorer.seed)
             holdout = np.sort(rng.choice(holdout, cfg.scorer.max_eval_rows, replace=False))
@@ -57,8 +68,8 @@ def main(ctx: StageContext) -> None:
         scorer_metrics = evaluate_ranking(pred, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
         columns = {c: table.column(c).to_numpy()[holdout] for c in ("w0", "g0")}
         baselines = trivial_baselines(columns, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
-        metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(fit.holdout_idx)),
-                   "eval_rows": int(len(holdout)),
+        metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(own_holdout)),
+                   "eval_rows": int(len(holdout)), "pooled_rows": rows.num_rows - table.num_rows,
                    "train_rows": int(len(fit.train_idx))}  # no wall-clock figures in DVC outputs (files.TIMING_KEYS)
         # The source's IRP ticket vs what the scorer and |w0| keep at its density, per layer (every source row)
         layer_idx = table.column("layer_idx").to_numpy()

@@ -12,6 +12,7 @@ from autos.features import (
     BASE_SCHEMA,
     EXTRA_FEATURES,
     feature_table,
+    pool_tables,
     read_table,
     table_metadata,
     weight_features,
@@ -71,6 +72,31 @@ def test_table_schema_rows_and_metadata(tiny_data, tmp_path) -> None:
     assert torch.equal(torch.from_numpy(rows.column("w0").to_numpy()).view(first.shape), feats[first.name]["w0"])
     assert torch.equal(torch.from_numpy(rows.column("survived").to_numpy()).view(first.shape), survived[first.name])
     assert abs(rows.column("label").to_numpy()[0] - rows.column("survived").to_numpy()[0] / 3) < 1e-7
+
+
+def test_pool_tables_appends_other_sources_after_this_one(tiny_data, tmp_path) -> None:
+    cfg = FeaturesConfig(gradient_batch_size=32, gradient_max_batches=1, extra=[])
+    paths = {}
+    for arch, rounds in (("resnet18", 3), ("vgg16_bn", 5)):
+        infos, feats = weight_features(build_model(arch, num_classes=4, width=4, input_size=32, seed=0), tiny_data,
+                                       cfg, device=CPU, seed=0)
+        survived = {i.name: torch.randint(0, rounds + 1, i.shape, dtype=torch.int8) for i in infos}
+        paths[arch] = tmp_path / f"{arch}.parquet"
+        write_table(feature_table(infos, feats, [], survived=survived, num_rounds=rounds), paths[arch],
+                    {"source": arch, "num_rounds": rounds})
+    own = read_table(paths["resnet18"])
+    pooled = pool_tables(own, [paths["vgg16_bn"]], ["w0", "g0", "label", "survived"])
+    other = read_table(paths["vgg16_bn"])
+    assert pooled.num_rows == own.num_rows + other.num_rows and pooled.column_names == ["w0", "g0", "label", "survived"]
+    assert pooled.slice(0, own.num_rows).column("w0").equals(own.column("w0"))  # this source's rows first, in order
+    assert min(pooled.column("label").to_numpy()) >= 0.0 and max(pooled.column("label").to_numpy()) <= 1.0
+    with pytest.raises(DataError, match="does not exist"):
+        pool_tables(own, [tmp_path / "nope.parquet"], ["w0"])
+    infos, feats = weight_features(build_model("resnet18", num_classes=4, width=4, input_size=32, seed=0), tiny_data,
+                                   cfg, device=CPU, seed=0)
+    write_table(feature_table(infos, feats, []), tmp_path / "unlabelled.parquet", {"source": "x"})
+    with pytest.raises(DataError, match="no 'label' column"):
+        pool_tables(own, [tmp_path / "unlabelled.parquet"], ["w0"])
 
 
 def test_read_rejects_foreign_and_corrupt_files(tmp_path) -> None:

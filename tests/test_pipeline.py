@@ -60,6 +60,9 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
     assert [r["round"] for r in curve["rounds"]] == [0, 1, 2]
     scorer = json.loads((root / "metrics/scorer.json").read_text())
     assert {"abs_w0", "abs_g0", "abs_w0_x_g0", "random"} <= set(scorer["baselines"])
+    ticket = json.loads((root / "data/scorer/source_ticket.json").read_text())  # the source's IRP ticket per layer
+    assert len(ticket["layers"]) == 21 and 0.0 < ticket["density"] < 1.0
+    assert scorer["source_ticket_overlap_autos"] == ticket["overlap"]["autos"] and scorer["pooled_rows"] == 0
     for target in ("vgg16_cifar10", "resnet18_tiny_imagenet"):
         rows = json.loads((root / f"data/transfer/{target}/results.json").read_text())["rows"]
         methods = {r["method"] for r in rows}
@@ -74,6 +77,7 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
         assert (root / f"reports/figures/{target}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (root / "reports/summary.md").read_text()
     assert "vgg16_cifar10" in summary and "resnet18_tiny_imagenet" in summary
+    assert "of the ticket, |w0|'s" in summary and (root / "reports/figures/source_ticket.png").is_file()
     # `dvc plots show` offline: the report's PNGs are image plots (rendered without vega from a CDN)
     plots = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root,
                            env=_env(root, REPO), capture_output=True, text=True, timeout=120)
@@ -85,6 +89,34 @@ def test_dvc_repro_smoke_outputs(smoke_study: Path) -> None:
                             capture_output=True,
                             text=True, timeout=120)
     assert "up to date" in status.stdout.lower(), status.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_scorer_pools_other_source_tables_and_keeps_its_metrics_on_its_own(smoke_study: Path, tmp_path: Path) -> None:
+    """scorer.extra_tables: another source's table (here: this one's copy) doubles the rows trained on; the held-out
+    metrics and the ticket diagnostics stay on this study's table; a missing table is a clear error."""
+    root = tmp_path / "repo"
+    shutil.copytree(smoke_study, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    shutil.copy(root / "data/features/table.parquet", tmp_path / "other.parquet")
+    before = json.loads((root / "metrics/scorer.json").read_text())
+    params = (root / "params.yaml").read_text()
+    env = {**_env(root, REPO), "AUTOS_ROOT": str(root), "PYTHONPATH": str(root)}
+
+    def run(tables: str) -> subprocess.CompletedProcess[str]:
+        (root / "params.yaml").write_text(params.replace("  extra_tables: []", f"  extra_tables: {tables}"))
+        return subprocess.run([sys.executable, "-m", "stages.train_scorer"], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    proc = run(f"[{tmp_path / 'other.parquet'}]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = json.loads((root / "metrics/scorer.json").read_text())
+    assert after["pooled_rows"] == before["train_rows"] + before["holdout_rows"]  # every row of the other table
+    assert after["train_rows"] > 1.7 * before["train_rows"]  # trained on both tables
+    assert 0.5 * before["holdout_rows"] < after["holdout_rows"] < 1.5 * before["holdout_rows"]  # evaluated on one
+    assert set(after["scorer"]) == set(before["scorer"])
+    proc = run("[data/features/missing.parquet]")
+    assert proc.returncode != 0 and "missing.parquet does not exist" in proc.stderr
 
 
 @pytest.mark.slow

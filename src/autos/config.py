@@ -270,6 +270,12 @@ class ScorerConfig(Strict):
         "rows within a batch (any layers), so the scorer learns the global order the selection uses, not the "
         "label's scale",
     )
+    extra_tables: list[str] = Field(
+        default_factory=list,
+        description="labelled feature tables of other source models (paths relative to the repo root, e.g. another "
+        "study's data/features/table.parquet) pooled into the scorer's rows; the held-out metrics stay on this "
+        "study's own source table (docs/sweeps.md: pooled sources)",
+    )
 
     _topk = field_validator("topk_densities")(classmethod(lambda cls, v: _nonempty_unique(v, "top-k density")))
 

@@ -254,6 +254,21 @@ def table_metadata(path: Path) -> dict[str, object]:
     return meta
 
 
+def pool_tables(primary: pa.Table, extra_paths: list[Path], columns: list[str]) -> pa.Table:
+    """``primary``'s ``columns`` with the same columns of every labelled table at ``extra_paths`` appended after it
+    (so primary row i stays row i). The label is each table's own survival / num_rounds, so sources pruned in a
+    different number of rounds pool on one scale."""
+    tables = [primary.select(columns)]
+    for path in extra_paths:
+        if not path.is_file():
+            raise DataError(f"scorer.extra_tables: {path} does not exist (a labelled feature table, e.g. another "
+                            "study's data/features/table.parquet)")
+        if "label" not in pq.read_schema(path).names:
+            raise DataError(f"scorer.extra_tables: {path} has no 'label' column (an unlabelled table?)")
+        tables.append(read_table(path, columns).select(columns).cast(tables[0].schema))
+    return pa.concat_tables(tables)
+
+
 def read_table(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read (projecting ``columns``) after checking the metadata and that the base columns are present."""
     table_metadata(path)
