@@ -1,4 +1,4 @@
-"""The transfer sweep in MLflow (stages/transfer.py ``SweepRuns`` over ``autos.executors.run_cells``): readable
+"""The transfer sweep in MLflow (``autos.sweep_tracking.SweepRuns`` over ``autos.executors.run_cells``): readable
 and unique run names, runs RUNNING while their cell runs and FINISHED / FAILED / KILLED after, no duplicate runs
 for cached cells, per-run figures, the parent's summary metrics, and the registered scorer's signature.
 
@@ -29,12 +29,11 @@ from autos.config import ExecutionConfig
 from autos.executors import CellTask
 from autos.records import RunKey
 from autos.study import parse_study
+from autos.sweep_tracking import SweepRuns, log_sweep_summary, metric_label, parent_metrics
 from autos.tracking import Tracker
 
 REPO = Path(__file__).resolve().parents[1]
 transfer_stage = importlib.import_module("stages.transfer")
-SweepRuns, log_sweep_summary = transfer_stage.SweepRuns, transfer_stage.log_sweep_summary
-metric_label, parent_metrics = transfer_stage.metric_label, transfer_stage.parent_metrics
 
 EXPERIMENT = "test-sweep"
 TARGET = "vgg16_cifar10"

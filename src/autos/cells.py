@@ -71,8 +71,8 @@ def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
 # Library modules that cannot change a cell's rows (MLflow, log lines, figures, the report, the user-facing CLI and
 # API): editing them must not throw away days of finished cells. tests/test_cells.py checks that the code computing
 # a cell (autos.transfer and what it imports) imports none of them.
-RESULT_NEUTRAL = ("tracking.py", "mlflow_scorer.py", "run_plots.py", "report", "cli.py", "api.py",
-                  "data_adapters.py", "methods_doc.py")
+RESULT_NEUTRAL = ("tracking.py", "mlflow_scorer.py", "run_plots.py", "sweep_tracking.py", "report", "cli.py",
+                  "api.py", "data_adapters.py", "methods_doc.py")
 
 
 def source_digest(root: Path = SOURCE_ROOT) -> str:
