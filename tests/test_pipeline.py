@@ -98,7 +98,7 @@ def test_scorer_pools_other_source_tables_and_keeps_its_metrics_on_its_own(smoke
     metrics and the ticket diagnostics stay on this study's table; a missing table is a clear error."""
     root = tmp_path / "repo"
     shutil.copytree(smoke_study, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
-    shutil.copy(root / "data/features/table.parquet", tmp_path / "other.parquet")
+    shutil.copy(root / "data/features/source.parquet", tmp_path / "other.parquet")
     before = json.loads((root / "metrics/scorer.json").read_text())
     params = (root / "params.yaml").read_text()
     env = {**_env(root, REPO), "AUTOS_ROOT": str(root), "PYTHONPATH": str(root)}

@@ -273,7 +273,7 @@ class ScorerConfig(Strict):
     extra_tables: list[str] = Field(
         default_factory=list,
         description="labelled feature tables of other source models (paths relative to the repo root, e.g. another "
-        "study's data/features/table.parquet) pooled into the scorer's rows; the held-out metrics stay on this "
+        "study's data/features/source.parquet) pooled into the scorer's rows; the held-out metrics stay on this "
         "study's own source table (docs/sweeps.md: pooled sources)",
     )
 
