@@ -262,15 +262,20 @@ def layer_density_figure(rows: Sequence[Mapping[str, Any]], *, title: str, spars
                    label="empty layer (density 0)")
     ax.axhline(1.0 - sparsity, color="0.4", linestyle="--", linewidth=1.0, zorder=1,
                label=f"uniform ({(1.0 - sparsity) * 100:.3g}% kept)")
+    _layer_density_axes(ax, names, f"{title}: per-layer density at {format_sparsity(sparsity)} sparsity")
+    return fig
+
+
+def _layer_density_axes(ax: Any, names: Sequence[str], title: str) -> None:
+    """The per-layer density figures' axes: layers in network order on x, log density on y, legend outside."""
     ax.set_yscale("log")
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n.removesuffix(".weight") for n in names], rotation=60, ha="right", fontsize="x-small")
     ax.set_xlabel("layer (network order)")
     ax.set_ylabel("layer density (fraction kept, log scale)")
-    ax.set_title(f"{title}: per-layer density at {format_sparsity(sparsity)} sparsity")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(**LEGEND)
-    return fig
 
 
 def plot_layers(target: str, rows: Sequence[Mapping[str, Any]], path: Path, *, title: str | None = None
@@ -409,7 +414,7 @@ def source_ticket_figure(ticket: Mapping[str, Any]) -> Any:
     """Per-layer density on the source: the IRP ticket, AutoS's mask and |w0|'s mask at the ticket's density
     (``autos.scorer.metrics.ticket_diagnostics``); empty layers drawn at the floor."""
     layers = list(ticket["layers"])
-    names = [row["layer"].removesuffix(".weight") for row in layers]
+    names = [row["layer"] for row in layers]
     fig, ax = _new_axes(max(6.5, 0.32 * len(names) + 3.0), 4.4)
     series = {"irp_ticket": ("IRP ticket (source)", "black", "s", 2.2), "autos": ("AutoS", "tab:red", "o", 1.6),
               "abs_w0": ("|w0|", "tab:blue", "^", 1.1)}
@@ -425,14 +430,8 @@ def source_ticket_figure(ticket: Mapping[str, Any]) -> Any:
         if empty:
             ax.scatter(empty, [floor] * len(empty), marker="v", s=40, color=color, zorder=5)
     ax.axhline(ticket["density"], color="0.4", linestyle="--", linewidth=1.0, label="uniform")
-    ax.set_yscale("log")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=60, ha="right", fontsize="x-small")
-    ax.set_xlabel("layer (network order)")
-    ax.set_ylabel("layer density (fraction kept, log scale)")
-    ax.set_title(f"Source: per-layer density at the IRP ticket's {ticket['density'] * 100:.3g}% density")
-    ax.grid(True, alpha=0.3, which="both")
-    ax.legend(**LEGEND)
+    title = f"Source: per-layer density at the IRP ticket's {ticket['density'] * 100:.3g}% density"
+    _layer_density_axes(ax, names, title)
     return fig
 
 
