@@ -284,3 +284,20 @@ def test_autos_scores_stream_layer_by_layer_with_identical_results(scorer_dir) -
     streamed = AutoS().score(ctx)
     assert torch.equal(torch.cat([s.flatten() for s in streamed.values()]), reference)
     assert [tuple(s.shape) for s in streamed.values()] == [tuple(f["w0"].shape) for f in features.values()]
+
+
+def test_autos_within_layer_random_keeps_the_scorers_layer_counts_with_random_positions(scorer_dir) -> None:  # noqa: ANN001
+    x, y = _images(16)
+    ctx = PruneContext(model=_model("small_cnn"), data=as_image_data((x, y)), recipe=TrainRecipe(),
+                       device=torch.device("cpu"), seed=3, num_classes=10)
+    by_score = AutoS(AutoSSettings(scorer_dir=str(scorer_dir))).prune(ctx, 0.1)
+    method = AutoS(AutoSSettings(scorer_dir=str(scorer_dir), within_layer="random"))
+    drawn = method.prune(ctx, 0.1)
+    assert {n: int(m.sum()) for n, m in drawn.masks.items()} == {n: int(m.sum()) for n, m in by_score.masks.items()}
+    assert any(not torch.equal(drawn.masks[n], by_score.masks[n]) for n in drawn.masks)  # other weights
+    again = method.prune(ctx, 0.1)
+    assert all(torch.equal(again.masks[n], drawn.masks[n]) for n in drawn.masks)  # seeded by the context
+    other_seed = method.prune(dataclasses.replace(ctx, seed=4), 0.1)
+    assert any(not torch.equal(other_seed.masks[n], drawn.masks[n]) for n in drawn.masks)
+    assert drawn.scores is None and by_score.scores is not None  # nothing for the invert modifier to re-rank
+    assert AutoSSettings().model_dump() == {"scope": "global", "scorer_dir": "data/scorer"}  # defaults unrecorded

@@ -130,6 +130,35 @@ def test_too_dense_for_alive_and_bad_inputs() -> None:
         select_mask(scores, 0.5, scope="blockwise")
 
 
+def test_layer_floor_keeps_each_layers_best_and_ranks_the_rest_globally() -> None:
+    # layer "b" scores below everything else, so the plain global ranking empties it
+    scores = {"a": torch.arange(50.0).view(10, 5) + 100, "b": torch.arange(7.0), "c": torch.arange(27.0) + 50}
+    assert int(select_mask(scores, 0.25)["b"].sum()) == 0
+    masks = select_mask(scores, 0.25, floor={"b": 3, "c": 2})
+    assert sum(int(m.sum()) for m in masks.values()) == kept_count(84, 0.25)  # the total is unchanged
+    assert masks["b"].flatten().tolist() == [False] * 4 + [True] * 3  # b's floor: its three best
+    assert int(masks["c"].sum()) == 2  # c's floor is met by its two best, and the ranking gives it no more
+    assert masks["a"].flatten()[-16:].all() and int(masks["a"].sum()) == 16  # the rest: a's best, globally
+    assert all(torch.equal(select_mask(scores, 0.25, floor={n: 0 for n in scores})[n], select_mask(scores, 0.25)[n])
+               for n in scores)  # zero floors are the plain selection
+
+
+def test_layer_floor_respects_pruned_weights_and_rejects_what_it_cannot_keep() -> None:
+    scores = _scores()
+    alive = select_mask(scores, 0.5)
+    masks = select_mask({n: torch.rand_like(s) for n, s in scores.items()}, 0.2, alive=alive,
+                        floor={"b": int(alive["b"].sum())})
+    assert all(not (masks[n] & ~alive[n]).any() for n in scores) and torch.equal(masks["b"], alive["b"])
+    with pytest.raises(ValueError, match="floor of layer 'b' is 8 weights; allowed: 0 to its 7"):
+        select_mask(scores, 0.5, floor={"b": 8})
+    with pytest.raises(ValueError, match="floors keep 34 weights, more than the 8"):
+        select_mask(scores, 0.1, floor={"a": 30, "b": 4})
+    with pytest.raises(ValueError, match="layer 'z'"):
+        select_mask(scores, 0.5, floor={"z": 1})
+    with pytest.raises(ValueError, match="needs scope 'global'"):
+        select_mask(scores, 0.5, scope="layerwise", floor={"a": 1})
+
+
 def test_prunable_parameters_and_classifier_switch() -> None:
     model = build_model("resnet18", num_classes=10, width=4, input_size=32, seed=0)
     with_fc = prunable_parameters(model, include_classifier=True)

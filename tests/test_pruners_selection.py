@@ -14,7 +14,8 @@ from autos.masking import Scores, invert_scores, kept_count, select_mask
 from autos.models import build_model
 from autos.modifiers import invert, scope_of, selection_scope
 from autos.pruners import PRUNERS
-from autos.pruners.base import PruneContext, PruneResult, ScorePruner, ScoreSettings, prune_loop
+from autos.pruners.base import PruneContext, PruneResult, ScorePruner, ScoreSettings, layer_floor_counts, prune_loop
+from autos.pruners.erk import erk_counts
 from autos.pruners.synflow import linearize_, synflow_scores
 from autos.transfer import _apply_modifier
 
@@ -140,7 +141,7 @@ def test_invert_setting_one_shot_equals_the_invert_modifier() -> None:
 
 
 def test_schedule_settings_are_recorded_only_when_not_one_shot() -> None:
-    assert PRUNERS.get("magnitude").Settings().model_dump(mode="json") == {"scope": "global"}
+    assert PRUNERS.get("magnitude").Settings().model_dump(mode="json") == {"scope": "global"}  # nor layer_floor 0
     assert PRUNERS.get("magnitude").Settings(iterations=5, invert=True).model_dump(mode="json") == {
         "scope": "global", "iterations": 5, "invert": True}
     assert PRUNERS.get("random").Settings().model_dump(mode="json") == {}  # layer-wise by definition, not a setting
@@ -151,6 +152,39 @@ def test_schedule_settings_are_recorded_only_when_not_one_shot() -> None:
     assert PRUNERS.get("synflow").Settings(iterations=1).model_dump(mode="json")["iterations"] == 1
     with pytest.raises(ValueError):
         PRUNERS.get("snip").Settings(iterations=0)
+
+
+# --------------------------------------------------------------------------- a floor per layer, for any score method
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_layer_floor_keeps_a_share_of_erks_count_in_every_layer(iterations: int) -> None:
+    ctx = _ctx("resnet18")
+    names = ctx.prunable_names()
+    density = 0.02
+    plain = _pruner("magnitude", iterations=iterations).prune(ctx, density).masks
+    assert any(int(plain[n].sum()) == 0 for n in names)  # global |w0| at 98% empties a layer of this model
+    erk = erk_counts({n: plain[n].shape for n in names}, density)
+    for fraction in (0.5, 1.0):
+        result = _pruner("magnitude", iterations=iterations, layer_floor=fraction).prune(ctx, density)
+        assert _kept(result.masks) == kept_count(sum(m.numel() for m in plain.values()), density)
+        assert all(int(result.masks[n].sum()) >= int(fraction * erk[n]) for n in names)
+        assert result.scores is None and result.scope == "global"  # the invert modifier cannot re-rank a floor
+    full = _pruner("magnitude", layer_floor=1.0).prune(ctx, density).masks
+    assert sum(abs(int(full[n].sum()) - erk[n]) for n in names) <= len(names)  # floor(1.0 x ERK) + the remainder
+
+
+def test_layer_floor_counts_and_its_settings() -> None:
+    scores = {"conv": torch.rand(16, 3, 3, 3), "fc": torch.rand(10, 64)}
+    erk = erk_counts({n: s.shape for n, s in scores.items()}, 0.1)
+    assert layer_floor_counts(scores, 0.1, 0.5) == {n: int(0.5 * c) for n, c in erk.items()}
+    alive = {"conv": torch.zeros(16, 3, 3, 3, dtype=torch.bool), "fc": torch.ones(10, 64, dtype=torch.bool)}
+    assert layer_floor_counts(scores, 0.1, 0.5, alive=alive)["conv"] == 0  # never more than is alive
+    assert PRUNERS.get("snip").Settings(layer_floor=0.25).model_dump(mode="json")["layer_floor"] == 0.25
+    with pytest.raises(ValueError, match="needs scope 'global'"):
+        PRUNERS.get("magnitude").Settings(layer_floor=0.5, scope="layerwise")
+    with pytest.raises(ValueError):
+        PRUNERS.get("magnitude").Settings(layer_floor=1.5)
 
 
 # --------------------------------------------------------------------------- the modifiers read the scope

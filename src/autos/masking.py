@@ -64,6 +64,7 @@ def kept_count(numel: int, density: float) -> int:
 # (0.30 s vs 1.49 s on 11.2 M scores, bench/select_mask.py; SynFlow selects 100 times per call).
 _DIGIT_BITS = 16
 _INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1  # above every finite score's key (the largest is +max float's, 0x7FEF...): a reserved weight
 
 
 def _order_keys(scores: Tensor, alive: Tensor | None) -> Tensor:
@@ -121,6 +122,7 @@ def select_mask(
     density: float,
     scope: str = "global",
     alive: Mapping[str, Tensor] | None = None,
+    floor: Mapping[str, int] | None = None,
 ) -> Masks:
     """Keep the top ``density`` fraction of weights by score: the one mask-selection function.
 
@@ -128,10 +130,17 @@ def select_mask(
     ``'layerwise'`` keeps ``kept_count(N_l, density)`` in every layer. Weights already pruned (``alive`` False)
     stay pruned; density is always relative to the full prunable count, so an IRP round asks for a lower
     density than the current one. Scores must be finite where alive.
+
+    ``floor`` (global scope only): layer ``name`` keeps at least ``floor[name]`` weights, its highest-scored alive
+    ones; the rest of the budget is ranked globally as usual. The total kept count is unchanged, so a floor moves
+    weights from the layers the ranking favours to the ones it would (nearly) empty (``layer_floor_counts``).
     """
     check_density(density)
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; allowed: {', '.join(SCOPES)}")
+    if floor is not None and scope != "global":
+        raise ValueError(f"a layer floor needs scope 'global' (a layer-wise selection fixes every layer's count), "
+                         f"got scope {scope!r}")
     names = list(scores)
     for name in names:
         s = scores[name].detach()
@@ -139,11 +148,25 @@ def select_mask(
         if not torch.isfinite(check).all():
             raise ValueError(f"scores for {name!r} contain NaN or infinite values")
 
-    def keys_of(name: str) -> Tensor:
+    def ranked_keys(name: str) -> Tensor:
         return _order_keys(scores[name], None if alive is None else alive[name])
 
     def alive_count(name: str) -> int:
         return scores[name].numel() if alive is None else int(alive[name].sum())
+
+    reserved: dict[str, Tensor] = {}  # per layer: its floor's weights, kept whatever the global ranking says
+    for name, count in (floor or {}).items():
+        if name not in scores:
+            raise ValueError(f"floor names layer {name!r}, which has no scores (layers: {', '.join(names)})")
+        if not 0 <= count <= alive_count(name):
+            raise ValueError(f"floor of layer {name!r} is {count} weights; allowed: 0 to its {alive_count(name)} "
+                             "alive weights")
+        if count > 0:
+            reserved[name] = _top_k(ranked_keys, [name], count)[name]
+
+    def keys_of(name: str) -> Tensor:
+        keys = ranked_keys(name)
+        return keys.masked_fill(reserved[name], _INT64_MAX) if name in reserved else keys
 
     masks: Masks = {}
     if scope == "global":
@@ -152,6 +175,10 @@ def select_mask(
         available = sum(alive_count(n) for n in names)
         if k > available:
             raise ValueError(f"density {density} keeps {k} weights but only {available} are alive")
+        floored = sum(int(r.sum()) for r in reserved.values())
+        if floored > k:
+            raise ValueError(f"the layer floors keep {floored} weights, more than the {k} that density {density} "
+                             "keeps")
         flat = _top_k(keys_of, names, k)
     else:
         flat = {}

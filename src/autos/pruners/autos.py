@@ -12,13 +12,21 @@ thing: ``gradient_max_batches``, when it sets one, caps the target's g0 pass, a 
 as any change of the target's dataset size does). For an old scorer saved without a config, ``ctx.features`` is
 the whole config (a warning is logged). In the pipeline both are the same section, so nothing changes there.
 
+Selection: the shared ``ScorePruner`` selection (global by default, ``layer_floor`` available to every score
+method). ``within_layer: random`` keeps the layer counts that selection chose and draws the weights inside each
+layer at random (seeded): AutoS as a learned per-layer density allocator. Why it is offered: on the default study
+the shuffle check showed that AutoS's layer densities transfer while its choice within a layer ranks like |w0|,
+which at 98% sparsity is worse than random (docs/sweeps.md); Frankle et al. 2021 found the same of PaI methods.
+
 Memory: layers are featurised and scored one at a time (``iter_weight_features`` streamed into ``score_layers``),
 so a target with a 10^8-weight layer needs one layer's features, not every layer's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -26,11 +34,20 @@ from autos.config import FeaturesConfig
 from autos.features import iter_weight_features
 from autos.masking import Scores
 from autos.pruners._registry import PRUNERS
-from autos.pruners.base import LoadedScorer, PruneContext, ScorePruner, ScoreSettings
+from autos.pruners.base import LoadedScorer, PruneContext, PruneResult, ScorePruner, ScoreSettings
+
+
+def _is_score(value: object) -> bool:
+    return value == "score"
 
 
 class AutoSSettings(ScoreSettings):
     scorer_dir: str = Field(default="data/scorer", description="the trained scorer (relative to the repo root)")
+    within_layer: Literal["score", "random"] = Field(
+        default="score", exclude_if=_is_score,
+        description="which weights each layer keeps: the scorer's highest (the paper) or random ones at the layer "
+        "counts the scorer's ranking chose (a learned per-layer density allocation)",
+    )
 
 
 def target_features(stored: FeaturesConfig | None, requested: FeaturesConfig) -> FeaturesConfig:
@@ -74,6 +91,16 @@ class AutoS(ScorePruner[AutoSSettings]):
 
         where = "the given scorer" if ctx.scorer is not None else f"scorer {self.scorer_path(ctx)}"
         return target_features(stored_features(self.scorer(ctx)[3], where), ctx.features)
+
+    def prune(self, ctx: PruneContext, density: float) -> PruneResult:
+        result = super().prune(ctx, density)
+        if self.settings.within_layer == "score":
+            return result
+        from autos.modifiers import shuffle_within_layers  # modifiers imports the pruner base
+
+        # the per-layer counts of the scorer's selection, positions uniform within each layer (sanity check S1 as a
+        # method); no scores to re-rank, so the invert modifier skips it
+        return dataclasses.replace(result, masks=shuffle_within_layers(result.masks, seed=ctx.seed), scores=None)
 
     def score(self, ctx: PruneContext) -> Scores:
         from autos.scorer import required_extra, score_layers

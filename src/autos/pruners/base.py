@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from autos.batches import ImageData, scoring_batches
@@ -54,6 +54,10 @@ def _is_false(value: object) -> bool:
     return value is False
 
 
+def _is_zero(value: object) -> bool:
+    return value == 0
+
+
 class ScoreSettings(NoSettings):
     """The selection settings every score-based method shares (``ScorePruner.prune`` reads them).
 
@@ -74,6 +78,19 @@ class ScoreSettings(NoSettings):
         default=False, exclude_if=_is_false,
         description="keep the lowest scores (negated) in every round: sanity check S3 inside the selection",
     )
+    layer_floor: float = Field(
+        default=0.0, ge=0.0, le=1.0, exclude_if=_is_zero,
+        description="every layer keeps at least this fraction of what ERK would keep in it at the same density "
+        "(its highest-scored weights), the rest is ranked globally; stops a global ranking from emptying small "
+        "layers (0 = no floor, the methods' own selection; needs scope 'global')",
+    )
+
+    @model_validator(mode="after")
+    def _floor_is_global(self) -> ScoreSettings:
+        if self.layer_floor > 0 and self.scope != "global":
+            raise ValueError(f"layer_floor {self.layer_floor} needs scope 'global', got scope {self.scope!r} (a "
+                             "layer-wise selection already fixes every layer's count)")
+        return self
 
 
 class DataSettings(ScoreSettings):
@@ -165,13 +182,15 @@ def prune_loop(
     scope: Scope = "global",
     iterations: int = 1,
     invert: bool = False,
+    layer_floor: float = 0.0,
 ) -> tuple[Masks, Scores]:
     """Synaptic-Flow's ``prune_loop`` with its exponential schedule; returns (masks, the last round's scores).
 
     Round k = 1..n scores the network with the current mask applied (``ctx.masked``; round 1 scores ``ctx`` as
     is) and keeps ``density ** (k / n)`` of all prunable weights by ``select_mask``; weights already pruned stay
     pruned (``alive``), even at tied zero scores. ``invert`` negates the scores of every round (sanity check S3).
-    With n = 1 it is the one-shot selection.
+    ``layer_floor`` > 0 gives every round's selection a floor per layer (``layer_floor_counts``). With n = 1 it is
+    the one-shot selection.
 
     A long loop says where it is: ``<method>: scoring round k/n`` at most every ``progress.HEARTBEAT_SECONDS``
     (nothing when the loop is quick), and a closing line when it said anything.
@@ -186,11 +205,32 @@ def prune_loop(
         heartbeat.beat("%s: scoring round %d/%d (%.0f s so far)", label, k, iterations, heartbeat.elapsed())
         scores = score(ctx if masks is None else ctx.masked(masks))
         ranked = invert_scores(scores) if invert else scores
-        masks = select_mask(ranked, density ** (k / iterations), scope=scope, alive=masks)
+        round_density = density ** (k / iterations)
+        floor = layer_floor_counts(ranked, round_density, layer_floor, alive=masks) if layer_floor > 0 else None
+        masks = select_mask(ranked, round_density, scope=scope, alive=masks, floor=floor)
     if heartbeat.fired:
         log.info("%s: %d scoring round(s) done in %.0f s", label, iterations, heartbeat.elapsed())
     assert masks is not None
     return masks, scores
+
+
+def layer_floor_counts(
+    scores: Mapping[str, Tensor], density: float, fraction: float, alive: Mapping[str, Tensor] | None = None
+) -> dict[str, int]:
+    """Per layer, ``floor(fraction * ERK's kept count)`` at ``density`` (at most its alive weights).
+
+    Why ERK (Evci et al. 2020; ``autos.pruners.erk``): it is the layer profile that needs no scores, gives small
+    layers (the stem, shortcuts, the classifier) high densities, and was the best single-shot baseline of the
+    default study (docs/sweeps.md). ``fraction`` 0 is the method's own allocation, 1 is ERK's with the method
+    choosing only within layers; the floors sum to at most ``fraction`` of the budget.
+    """
+    from autos.pruners.erk import erk_counts  # erk.py imports this module
+
+    counts = erk_counts({name: s.shape for name, s in scores.items()}, density)
+    floor = {name: int(fraction * count) for name, count in counts.items()}
+    if alive is not None:  # rounding can make an ERK count grow by one as the density falls; never ask for more
+        floor = {name: min(count, int(alive[name].sum())) for name, count in floor.items()}
+    return floor
 
 
 def _method_label(score: Callable[[PruneContext], Scores]) -> str:
@@ -208,7 +248,8 @@ class ScorePruner(Pruner[SS]):
 
     One-shot (``iterations == 1``): the result keeps the scores it ranked (negated when ``invert``), so the
     ``invert`` modifier can re-rank them. Iterative: ``scores`` is None, because the last round's scores are
-    computed on the masked network and cannot be re-ranked after the fact (use the ``invert`` setting).
+    computed on the masked network and cannot be re-ranked after the fact (use the ``invert`` setting); the same
+    with a ``layer_floor``, which the modifier's plain re-ranking would drop.
     """
 
     def score(self, ctx: PruneContext) -> Scores:
@@ -220,8 +261,11 @@ class ScorePruner(Pruner[SS]):
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
-        masks, scores = prune_loop(self.score, ctx, density, scope=s.scope, iterations=s.iterations, invert=s.invert)
-        one_shot = s.iterations == 1
+        masks, scores = prune_loop(self.score, ctx, density, scope=s.scope, iterations=s.iterations, invert=s.invert,
+                                   layer_floor=s.layer_floor)
+        # the invert modifier re-ranks ``scores`` with the plain selection, which knows no floor: a floored or
+        # iterative method inverts with its ``invert`` setting instead
+        one_shot = s.iterations == 1 and s.layer_floor == 0
         ranked = (invert_scores(scores) if s.invert else scores) if one_shot else None
         return PruneResult(masks=masks, info=self.result_info(), scores=ranked, scope=s.scope)
 

@@ -18,6 +18,8 @@ class RandomSettings(ScoreSettings):
     scope: Literal["layerwise"] = Field(
         default="layerwise", exclude=True, description="fixed: every prunable layer keeps the same density"
     )
+    layer_floor: float = Field(default=0.0, ge=0.0, le=0.0, exclude=True,
+                               description="fixed: no floor (every layer's count is already fixed)")
 
 
 @PRUNERS.register("random")
