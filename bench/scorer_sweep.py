@@ -6,7 +6,7 @@ Run in a study folder where `dvc repro` has run (git repository with the study c
 `dvc exp run --temp -n <name> -S ... train_scorer` (its own copy; the workspace is untouched); then
 `dvc exp show --json` is read back. Writes bench/results/scorer_sweep.json and prints the table of docs/sweeps.md.
 
-    .venv/bin/python bench/scorer_sweep.py /path/to/study [--only name ...]
+    .venv/bin/python bench/scorer_sweep.py /path/to/study [--only name ...] [--out scorer_sweep_irp]
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ VARIANTS: dict[str, list[str]] = {
     "no-layer-descriptors": ["scorer.settings.inputs=[w0_layer_z,g0_layer_z]"],
     "snip-irp": ["irp.criterion=snip"],
     "snip-irp-pairwise": ["irp.criterion=snip", "scorer.loss=pairwise"],
+    # does a longer IRP make the label less of a function of |w0|? (rounds long enough for weights to move)
+    "irp-8-rounds": ["irp.num_rounds=8"],
+    "irp-16-epochs-per-round": ["irp.epochs_per_round=16"],
 }
 HEADLINE = ("spearman", "topk_overlap_d0.1", "topk_overlap_d0.05")
 
@@ -55,6 +58,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("study", type=Path)
     p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--out", default="scorer_sweep", help="results name: bench/results/<out>.json")
     args = p.parse_args()
     study = args.study.resolve()
     names = args.only or list(VARIANTS)
@@ -76,7 +80,7 @@ def main() -> None:
                        "scorer": {k: metrics["scorer"][k] for k in HEADLINE if k in metrics["scorer"]},
                        "abs_w0": {k: metrics["baselines"]["abs_w0"][k] for k in HEADLINE
                                   if k in metrics["baselines"]["abs_w0"]}}
-    save("scorer_sweep", {"variants": table})
+    save(args.out, {"variants": table})
     print("| variant | -S settings | scorer Spearman | abs_w0 Spearman | scorer top-5% overlap | abs_w0 top-5% |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, row in table.items():
