@@ -166,7 +166,7 @@ def test_unknown_method_names_it_and_the_allowed_ones() -> None:
 
 def test_bad_settings_name_the_key() -> None:
     with pytest.raises(ValueError, match=r"unknown setting 'batchsize' \(allowed: scope, iterations, invert, "
-                                         r"num_batches, batch_size, train_mode\)"):
+                                         r"layer_floor, num_batches, batch_size, train_mode\)"):
         autos.prune(SmallCNN(), "snip", 0.5, data=_images(), settings={"batchsize": 8})
     with pytest.raises(ValueError, match="scope: .*'everywhere'"):
         autos.prune(SmallCNN(), "magnitude", 0.5, settings={"scope": "everywhere"})

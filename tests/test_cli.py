@@ -106,7 +106,8 @@ def _argv(tmp_path, **overrides: str) -> list[str]:
     ({"model": "json:loads", "width": "4"}, "--width applies to registered models only"),
     ({"method": "snipp"}, "--method: unknown method 'snipp'; allowed: autos, dissipating"),
     ({"method": "snip"}, "--scorer applies to --method autos only, not to 'snip'"),
-    ({"settings": "scorer_dirr=x"}, "unknown setting 'scorer_dirr' (allowed: scope, iterations, invert, scorer_dir)"),
+    ({"settings": "scorer_dirr=x"},
+     "unknown setting 'scorer_dirr' (allowed: scope, iterations, invert, layer_floor, scorer_dir, within_layer)"),
     ({"settings": "iterations=0"}, "iterations: Input should be greater than or equal to 1"),
     ({"settings": "{not json"}, "--settings: --settings '{not json': not valid JSON"),
 ])
