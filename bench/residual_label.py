@@ -15,7 +15,9 @@ split as the stage. On the held-out rows this reports:
 - the within-layer ranking a residual scorer would prune with (|w0|'s fit + the predicted residual) against |w0|
   alone: Spearman with survival and the top-10% overlap with the top-10% by survival, per layer, row-weighted.
 
-Nothing here changes the library: the label is built from the committed table, so the answer needs no IRP re-run.
+The label is built from the committed table, so the answer needs no IRP re-run. The pipeline's own
+``scorer.label: residual_rank`` (``autos.scorer.labels``) is the same label with one magnitude curve pooled over
+layers instead of one per layer here, so that it can be applied to a target's layers.
 Writes bench/results/residual_label[_NAME].json.
 """
 
@@ -28,22 +30,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 from common import save
-from scipy.stats import rankdata, spearmanr
+from scipy.stats import spearmanr
 
 from autos.features import read_table, table_metadata
 from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, split_rows
+from autos.scorer.labels import within_layer_percentiles
 from autos.study import load_study, scorer_settings
 
 TOPK_DENSITY = 0.1
-
-
-def percentile_ranks(values: np.ndarray, layer: np.ndarray) -> np.ndarray:
-    """Each row's rank within its layer scaled to [0, 1] (ties averaged)."""
-    out = np.empty(values.size, dtype=np.float64)
-    for idx in np.unique(layer):
-        rows = np.flatnonzero(layer == idx)
-        out[rows] = (rankdata(values[rows]) - 0.5) / rows.size
-    return out
 
 
 def magnitude_fit(p_w: np.ndarray, p_s: np.ndarray, layer: np.ndarray, train: np.ndarray, bins: int) -> np.ndarray:
@@ -101,8 +95,8 @@ def main() -> None:
     survived = table.column("survived").to_numpy().astype(np.int64)
 
     train, held = split_rows(table.num_rows, cfg.holdout_fraction, cfg.seed)  # the split fit_scorer draws
-    p_w = percentile_ranks(np.abs(w0), layer)
-    p_s = percentile_ranks(survived.astype(np.float64), layer)
+    p_w = within_layer_percentiles(np.abs(w0), layer)
+    p_s = within_layer_percentiles(survived.astype(np.float64), layer)
     fitted = magnitude_fit(p_w, p_s, layer, train, args.bins)
     residual = p_s - fitted
     relabelled = table.set_column(table.column_names.index("label"), "label",

@@ -28,9 +28,12 @@ from autos.scorer import (
     input_matrix,
     predict,
     save_scorer,
+    split_rows,
     ticket_diagnostics,
     trivial_baselines,
 )
+from autos.scorer.labels import LABEL_KEY, source_label
+from autos.scorer.metrics import residual_metrics
 from autos.study import scorer_settings
 from stages.common import StageContext, atomic_dir, parser, run_stage, write_json, write_resolved_config
 
@@ -53,7 +56,11 @@ def main(ctx: StageContext) -> None:
             rows = pool_tables(table, extra_paths, list(dict.fromkeys([*inputs, "label", "survived"])))
             log.info("scorer: %d rows of this source pooled with %d from %s", table.num_rows,
                      rows.num_rows - table.num_rows, ", ".join(map(str, cfg.scorer.extra_tables)))
-        fit = fit_scorer(rows, cfg.scorer, device=device)
+        # what the scorer regresses (scorer.label): survival, or the residual rank after |w0| with its magnitude
+        # curve fitted on the training split only (autos.scorer.labels)
+        train_rows, _ = split_rows(table.num_rows, cfg.scorer.holdout_fraction, cfg.scorer.seed)
+        label = source_label(table, cfg.scorer.label, cfg.scorer.label_bins, train_rows)
+        fit = fit_scorer(label.with_label(rows), cfg.scorer, device=device)
         for epoch in fit.history:
             tracker.log_metrics({"train_loss": epoch.train_loss, "holdout_mse": epoch.holdout_mse}, step=epoch.epoch)
 
@@ -63,14 +70,18 @@ def main(ctx: StageContext) -> None:
             rng = np.random.default_rng(cfg.scorer.seed)
             holdout = np.sort(rng.choice(holdout, cfg.scorer.max_eval_rows, replace=False))
         survived = table.column("survived").to_numpy()[holdout].astype(np.int64)
-        pred = predict(fit.model, input_matrix(table, fit.settings.inputs, holdout), device=device)
+        output = predict(fit.model, input_matrix(table, fit.settings.inputs, holdout), device=device)
+        pred = label.scores(output, holdout)  # what the pruner ranks by: the output, + c(p_w) for residual_rank
         densities = list(cfg.scorer.topk_densities)
         scorer_metrics = evaluate_ranking(pred, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
         columns = {c: table.column(c).to_numpy()[holdout] for c in ("w0", "g0")}
         baselines = trivial_baselines(columns, survived, num_rounds, densities, rng_seed=cfg.scorer.seed)
         metrics = {"scorer": scorer_metrics, "baselines": baselines, "holdout_rows": int(len(own_holdout)),
                    "eval_rows": int(len(holdout)), "pooled_rows": rows.num_rows - table.num_rows,
-                   "train_rows": int(len(fit.train_idx))}  # no wall-clock figures in DVC outputs (files.TIMING_KEYS)
+                   "train_rows": int(len(fit.train_idx)), "label": cfg.scorer.label}  # no wall-clock figures
+        if label.base is not None:  # does the scorer learn what |w0| leaves unexplained? (0: nothing)
+            metrics["residual"] = residual_metrics(output, label.values[holdout], columns,
+                                                  rng_seed=cfg.scorer.seed)
         # The source's IRP ticket vs what the scorer and |w0| keep at its density, per layer (every source row)
         layer_idx = table.column("layer_idx").to_numpy()
         indices, first_rows = np.unique(layer_idx, return_index=True)
@@ -78,7 +89,7 @@ def main(ctx: StageContext) -> None:
         for i, name in zip(indices, table.column("layer").take(first_rows).to_pylist(), strict=True):
             layer_names[int(i)] = str(name)
         ticket = ticket_diagnostics(
-            predict(fit.model, input_matrix(table, fit.settings.inputs), device=device),
+            label.scores(predict(fit.model, input_matrix(table, fit.settings.inputs), device=device)),
             table.column("w0").to_numpy(), table.column("survived").to_numpy(), layer_idx, layer_names, num_rounds,
             cfg.scorer.seed)
         if ticket is not None:
@@ -87,7 +98,8 @@ def main(ctx: StageContext) -> None:
 
         with atomic_dir(ctx.paths.scorer) as out:
             save_scorer(out, fit.model, cfg.scorer.name, fit.settings,
-                        {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"]})
+                        {"source": meta["source"], "num_rounds": num_rounds, "features": meta["features"],
+                         LABEL_KEY: label.record})
             atomic_write_bytes(out / "split.npz", npz_bytes(train_idx=fit.train_idx, holdout_idx=holdout))
             write_json(out / "history.json", [without_keys(asdict(e), TIMING_KEYS) for e in fit.history])
             write_json(out / SOURCE_TICKET_FILE, ticket)

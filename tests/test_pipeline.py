@@ -120,6 +120,30 @@ def test_scorer_pools_other_source_tables_and_keeps_its_metrics_on_its_own(smoke
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_scorer_trains_on_the_residual_rank_label_and_records_its_curve(smoke_study: Path, tmp_path: Path) -> None:
+    """scorer.label: residual_rank: the stage fits the label on the source table, reports how much of the residual
+    the scorer and trivial scores rank, and stores the magnitude curve AutoS needs at prune time."""
+    root = tmp_path / "repo"
+    shutil.copytree(smoke_study, root, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts"))
+    params = (root / "params.yaml").read_text()
+    assert "  label: survival" in params
+    (root / "params.yaml").write_text(params.replace("  label: survival", "  label: residual_rank"))
+    env = {**_env(root, REPO), "AUTOS_ROOT": str(root), "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "stages.train_scorer"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((root / "metrics/scorer.json").read_text())
+    assert metrics["label"] == "residual_rank"
+    assert set(metrics["residual"]) == {"std", "spearman_scorer", "spearman_abs_g0", "spearman_abs_w0_x_g0",
+                                        "spearman_w0_x_g0", "spearman_random"}
+    assert 0.0 < metrics["residual"]["std"] < 0.5 and -1.0 <= metrics["residual"]["spearman_scorer"] <= 1.0
+    label = json.loads((root / "data/scorer/scorer.json").read_text())["meta"]["label"]
+    assert label["kind"] == "residual_rank" and len(label["magnitude_curve"]) == 50
+    assert all(0.0 <= v <= 1.0 for v in label["magnitude_curve"])
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(900)  # includes the module's smoke `dvc repro` (about a minute here)
 def test_mlflow_holds_every_stage(smoke_study: Path) -> None:
     from mlflow import MlflowClient

@@ -276,6 +276,14 @@ class ScorerConfig(Strict):
         "study's data/features/source.parquet) pooled into the scorer's rows; the held-out metrics stay on this "
         "study's own source table (docs/sweeps.md: pooled sources)",
     )
+    label: Literal["survival", "residual_rank"] = Field(
+        default="survival",
+        description="what the scorer regresses: survival (survived / num_rounds, the paper) or residual_rank (the "
+        "within-layer survival percentile minus what the |w0| percentile predicts of it; autos.scorer.labels)",
+    )
+    label_bins: Annotated[int, Field(ge=2, le=10_000)] = Field(
+        default=50, description="|w0| percentile bins of the magnitude curve (residual_rank only)"
+    )
 
     _topk = field_validator("topk_densities")(classmethod(lambda cls, v: _nonempty_unique(v, "top-k density")))
 
@@ -283,6 +291,13 @@ class ScorerConfig(Strict):
     @classmethod
     def _known_name(cls, value: str, info: ValidationInfo) -> str:
         return _check_name("scorer", value, info)
+
+    @model_validator(mode="after")
+    def _label_with_tables(self) -> ScorerConfig:
+        if self.label == "residual_rank" and self.extra_tables:
+            raise ValueError("label: 'residual_rank' is fitted on this study's own source table and cannot pool "
+                             "extra_tables; with extra_tables the allowed label is 'survival'")
+        return self
 
     @model_validator(mode="after")
     def _settings(self, info: ValidationInfo) -> ScorerConfig:

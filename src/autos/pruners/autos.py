@@ -12,6 +12,9 @@ thing: ``gradient_max_batches``, when it sets one, caps the target's g0 pass, a 
 as any change of the target's dataset size does). For an old scorer saved without a config, ``ctx.features`` is
 the whole config (a warning is logged). In the pipeline both are the same section, so nothing changes there.
 
+Label: a scorer trained on ``scorer.label: residual_rank`` predicts the within-layer residual rank after |w0|;
+its outputs are turned into scores with the magnitude curve stored beside it (``autos.scorer.labels``).
+
 Selection: the shared ``ScorePruner`` selection (global by default, ``layer_floor`` available to every score
 method). ``within_layer: random`` keeps the layer counts that selection chose and draws the weights inside each
 layer at random (seeded): AutoS as a learned per-layer density allocator. Why it is offered: on the default study
@@ -104,10 +107,15 @@ class AutoS(ScorePruner[AutoSSettings]):
 
     def score(self, ctx: PruneContext) -> Scores:
         from autos.scorer import required_extra, score_layers
+        from autos.scorer.labels import compose_score, read_label_record
 
-        model, _name, settings, _meta = self.scorer(ctx)
+        model, _name, settings, meta = self.scorer(ctx)
+        where = "the given scorer" if ctx.scorer is not None else f"scorer {self.scorer_path(ctx)}"
+        label = read_label_record(meta, where)
         layers = iter_weight_features(ctx.copy_model(), ctx.data, self.features_config(ctx), device=ctx.device,
                                       seed=ctx.seed, include_classifier=ctx.include_classifier,
                                       extra=required_extra(settings))
         scores = score_layers(model, settings, ((info.name, columns) for info, columns in layers), device=ctx.device)
-        return {name: s.cpu() for name, s in scores.items()}
+        # a residual_rank scorer predicts what |w0| leaves unexplained: add the magnitude curve back (labels module)
+        w0 = dict(ctx.model.named_parameters())
+        return {name: compose_score(s.cpu(), w0[name], label) for name, s in scores.items()}

@@ -90,6 +90,25 @@ def trivial_baselines(
     return out
 
 
+def _rho(a: np.ndarray, b: np.ndarray) -> float:
+    return float("nan") if np.ptp(a) == 0 or np.ptp(b) == 0 else float(spearmanr(a, b).statistic)
+
+
+def residual_metrics(
+    output: np.ndarray, residual: np.ndarray, columns: Mapping[str, np.ndarray | Tensor], rng_seed: int = 0
+) -> dict[str, float]:
+    """How much of the residual rank after |w0| (``autos.scorer.labels``) a residual scorer learned, on held-out
+    rows: its ``std``, and Spearman(residual, x) for the scorer's ``output`` and trivial scores (|g0|, |w0 g0|,
+    signed w0 g0, random). 0 means the inputs hold nothing of what |w0| leaves unexplained."""
+    residual = np.asarray(residual, dtype=np.float64).reshape(-1)
+    w0 = np.asarray(columns["w0"], dtype=np.float64).reshape(-1)
+    g0 = np.asarray(columns["g0"], dtype=np.float64).reshape(-1)
+    candidates = {"scorer": np.asarray(output, dtype=np.float64).reshape(-1), "abs_g0": np.abs(g0),
+                  "abs_w0_x_g0": np.abs(w0 * g0), "w0_x_g0": w0 * g0,
+                  "random": np.random.default_rng([rng_seed, 5]).random(residual.size)}
+    return {"std": float(residual.std()), **{f"spearman_{k}": _rho(v, residual) for k, v in candidates.items()}}
+
+
 def ticket_diagnostics(
     pred: np.ndarray,
     w0: np.ndarray,
