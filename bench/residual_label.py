@@ -30,11 +30,11 @@ import numpy as np
 import pyarrow as pa
 import torch
 from common import save
-from scipy.stats import spearmanr
 
 from autos.features import read_table, table_metadata
 from autos.scorer import evaluate_ranking, fit_scorer, input_matrix, predict, split_rows
 from autos.scorer.labels import within_layer_percentiles
+from autos.scorer.metrics import residual_metrics
 from autos.study import load_study, scorer_settings
 
 TOPK_DENSITY = 0.1
@@ -54,10 +54,6 @@ def magnitude_fit(p_w: np.ndarray, p_s: np.ndarray, layer: np.ndarray, train: np
         means = np.where(counts > 0, sums / np.maximum(counts, 1), p_s[fit_rows].mean())
         fitted[rows] = means[bin_of[rows]]
     return fitted
-
-
-def rho(a: np.ndarray, b: np.ndarray) -> float:
-    return float("nan") if np.ptp(a) == 0 or np.ptp(b) == 0 else float(spearmanr(a, b).statistic)
 
 
 def per_layer(scores: np.ndarray, survived: np.ndarray, layer: np.ndarray, num_rounds: int, seed: int
@@ -106,8 +102,7 @@ def main() -> None:
     pred = predict(fit.model, input_matrix(relabelled, fit.settings.inputs, held), device=torch.device("cpu"))
 
     r, lh, s = residual[held], layer[held], survived[held]
-    trivial = {"abs_g0": np.abs(g0[held]), "abs_w0_x_g0": np.abs(w0[held] * g0[held]),
-               "w0_x_g0": w0[held] * g0[held], "random": np.random.default_rng([cfg.seed, 5]).random(held.size)}
+    residual_spearman = residual_metrics(pred, r, {"w0": w0[held], "g0": g0[held]}, rng_seed=cfg.seed)
     out = {
         "study": str(args.study), "source": meta.get("source"), "num_rounds": num_rounds,
         "criterion": meta.get("irp", {}).get("criterion") if isinstance(meta.get("irp"), dict) else None,
@@ -115,7 +110,7 @@ def main() -> None:
                                                                           "holdout": int(held.size)},
         "residual_std": float(residual[held].std()), "survival_percentile_std": float(p_s[held].std()),
         "within_layer_spearman_abs_w0_vs_survival": per_layer(np.abs(w0[held]), s, lh, num_rounds, cfg.seed),
-        "residual_spearman": {"scorer": rho(pred, r), **{k: rho(v, r) for k, v in trivial.items()}},
+        "residual_spearman": {k.removeprefix("spearman_"): v for k, v in residual_spearman.items() if k != "std"},
         "within_layer_ranking": {
             "abs_w0": per_layer(np.abs(w0[held]), s, lh, num_rounds, cfg.seed),
             "magnitude_fit_plus_predicted_residual": per_layer(fitted[held] + pred, s, lh, num_rounds, cfg.seed),

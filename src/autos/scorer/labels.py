@@ -19,7 +19,9 @@ At prune time a residual scorer's output is turned back into a within-layer surv
 ``score = c(p_w) + predicted residual`` (``compose_score``), with ``c`` stored in the scorer's metadata. That
 score is a within-layer percentile, so it carries no per-layer density of its own: a global ranking gives every
 layer about the same density. Pair it with ``layer_floor: 1.0`` (ERK's layer counts, the scorer's order inside
-each layer), which is how ``docs/sweeps.md`` measures it.
+each layer), which is how ``docs/sweeps.md`` measures it. The scorer model logged to MLflow outputs the network's
+raw output, which for a residual scorer is the residual alone: prune through AutoS (pipeline, ``autos.prune``,
+``autos-prune``) to get the composed score.
 """
 
 from __future__ import annotations
