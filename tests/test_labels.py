@@ -5,6 +5,7 @@ magnitude, a scorer can learn it, and AutoS turns a residual scorer's outputs ba
 from __future__ import annotations
 
 import math
+import typing
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,7 @@ from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
 from autos.scorer import build_scorer, fit_scorer, input_matrix, predict, split_rows
 from autos.scorer.labels import (
+    LABELS,
     compose_score,
     label_record,
     layer_percentiles,
@@ -136,6 +138,10 @@ def test_label_record_errors_name_the_scorer_and_the_allowed_labels() -> None:
         read_label_record({"label": {"kind": "residual_rank"}}, "scorer x")
     with pytest.raises(ValueError, match="unknown label 'rank'; allowed: survival, residual_rank"):
         source_label(_table(0.0), "rank", 50, np.arange(10))
+
+
+def test_the_config_offers_exactly_the_labels_the_library_builds() -> None:
+    assert typing.get_args(ScorerConfig.model_fields["label"].annotation) == LABELS
 
 
 def test_config_rejects_an_unknown_label_and_residual_with_pooled_tables() -> None:

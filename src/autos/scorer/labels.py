@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,8 +37,7 @@ from torch import Tensor
 
 from autos.errors import DataError
 
-Label = Literal["survival", "residual_rank"]
-LABELS: tuple[str, ...] = ("survival", "residual_rank")
+LABELS: tuple[str, ...] = ("survival", "residual_rank")  # scorer.label's values (config.ScorerConfig, tested equal)
 LABEL_KEY = "label"  # the scorer metadata entry that records the label (``save_scorer`` extra_meta)
 
 
