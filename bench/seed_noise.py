@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def run_setting(params: dict[str, Any], target: str, env: dict[str, str]) -> tup
             raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}); study root kept at {root}")
     seconds = time.perf_counter() - start
     payload = json.loads((root / "data" / "transfer" / target / "results.json").read_text())
+    shutil.rmtree(root)  # a finished setting's study root is only scratch (a failed one is kept, above)
     return payload["rows"], seconds
 
 
