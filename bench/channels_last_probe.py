@@ -1,5 +1,5 @@
 """Which conv shapes survive a channels-last backward pass on this CPU (the evidence behind the allow-list in
-``autos.channels_last.channels_last_is_safe``).
+``autos.training.channels_last.channels_last_is_safe``).
 
 oneDNN's AVX2 1x1 backward-weights kernel (torch 2.13/2.14) segfaults or spins forever for some small channel
 counts (docs/reliability.md, "No hang, no crash on CPU"), so every case runs in its own subprocess under a timeout:
@@ -34,7 +34,7 @@ for _ in range(3):
 NET = """
 import sys, torch
 from autos.models import build_model
-from autos.channels_last import channels_last_is_safe
+from autos.training.channels_last import channels_last_is_safe
 name, width, hw = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 model = build_model(name, num_classes=10, width=width, input_size=hw, seed=0).to(memory_format=torch.channels_last)
 print("accepted" if channels_last_is_safe(model, hw) else "refused", flush=True)

@@ -1,13 +1,13 @@
 """DVC stage: prune one target at init with every method x sparsity x seed, train, evaluate.
 
-The sweep is cut into cells (autos.cells: one per method x sparsity x seed, with its modifiers) run by
-autos.executors (``execution.backend``: local or Ray). Finished cells are kept under <cache>/cells/<target>/, so a
+The sweep is cut into cells (autos.sweep.cells: one per method x sparsity x seed, with its modifiers) run by
+autos.sweep.executors (``execution.backend``: local or Ray). Finished cells are kept under <cache>/cells/<target>/, so a
 killed stage resumes cell by cell.
 
 Outputs: data/transfer/<target>/results.json (one row per run), metrics/transfer_<target>.json (accuracy per
 method and sparsity, for ``dvc metrics``).
 
-MLflow (written by this process only, ``autos.sweep_tracking.SweepRuns``):
+MLflow (written by this process only, ``autos.tracking.sweep.SweepRuns``):
 
 * the parent run ``transfer <target>``: the sweep's params; at the end one metric per (method, sparsity), the mean
   final accuracy over seeds (``acc/<label>/s<sparsity %>``, ``acc/dense``; ``+`` in a label becomes ``-``, which
@@ -34,15 +34,15 @@ import json
 import logging
 from pathlib import Path
 
-from autos.cells import CellStore, cell_id, cell_inputs, plan_cells, source_digest
 from autos.errors import ConfigError, DataError
-from autos.executors import CellTask, remember_data
 from autos.files import TIMING_KEYS, without_keys
-from autos.oracle import ORACLE, oracle_overlaps
 from autos.pruners import PRUNERS
-from autos.records import transfer_metrics
 from autos.study import method_settings
-from autos.sweep_tracking import SweepRuns, log_sweep_summary
+from autos.sweep.cells import CellStore, cell_id, cell_inputs, plan_cells, source_digest
+from autos.sweep.executors import CellTask, remember_data
+from autos.sweep.oracle import ORACLE, oracle_overlaps
+from autos.sweep.records import transfer_metrics
+from autos.tracking.sweep import SweepRuns, log_sweep_summary
 from stages.common import StageContext, atomic_dir, parser, read_json, run_stage, write_json, write_resolved_config
 
 log = logging.getLogger("autos.stage.transfer")
@@ -100,7 +100,7 @@ def main(ctx: StageContext) -> None:
                 "methods": {m: {"kind": PRUNERS.get(m).kind} for m in cfg.transfer.methods},
                 "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                             "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
-                # IRP on this target as the oracle: how much of its ticket AutoS and |w0| keep (autos.oracle)
+                # IRP on this target as the oracle: how much of its ticket AutoS and |w0| keep (autos.sweep.oracle)
                 **({"oracle_overlap": oracle_overlaps(
                     (c.key.method, c.key.sparsity, c.key.seed, c.mask) for c in results if c.mask is not None)}
                    if ORACLE in cfg.transfer.methods else {}),

@@ -15,12 +15,12 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import autos
+from autos.api.adapters import as_image_data
 from autos.config import FeaturesConfig, TrainRecipe
-from autos.data_adapters import as_image_data
 from autos.features import weight_features
 from autos.masking import kept_count, prunable_parameters
 from autos.pruners import PRUNERS
-from autos.pruners.autos import AutoS, AutoSSettings
+from autos.pruners.autos_scorer import AutoS, AutoSSettings
 from autos.pruners.base import PruneContext
 from autos.scorer import build_scorer, load_scorer, predict, required_extra, save_scorer
 
@@ -227,7 +227,7 @@ def test_data_forms_are_equivalent() -> None:
 
 
 def test_float_images_reach_the_model_unchanged_and_uint8_as_unit_range() -> None:
-    from autos.batches import Normalizer
+    from autos.training.batches import Normalizer
 
     x, y = _images(4)
     data = as_image_data((x, y))

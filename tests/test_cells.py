@@ -1,4 +1,5 @@
-"""Sweep cells (autos.cells) and their executors (autos.executors): stable ids, result files that survive a kill,
+"""Sweep cells (autos.sweep.cells) and their executors (autos.sweep.executors): stable ids, result files that
+survive a kill,
 resumption that recomputes only the missing cells with identical rows, and the Ray backend against local."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from autos import executors
-from autos.cells import RESULT_NEUTRAL, CellKey, CellResult, CellStore, cell_id, cell_inputs, plan_cells
 from autos.config import ExecutionConfig
 from autos.data import prepare_dataset
-from autos.executors import CellTask, ExecutionError, run_cells
 from autos.files import TIMING_KEYS, without_keys
 from autos.study import parse_study
+from autos.sweep import executors
+from autos.sweep.cells import RESULT_NEUTRAL, CellKey, CellResult, CellStore, cell_id, cell_inputs, plan_cells
+from autos.sweep.executors import CellTask, ExecutionError, run_cells
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,11 +107,11 @@ def test_modifiers_apply_to_the_listed_methods_only() -> None:
 
 def test_result_neutral_modules_are_not_imported_by_the_cell_computation() -> None:
     """Edits to RESULT_NEUTRAL modules keep cached cells; that is only sound if computing a cell never runs them."""
-    code = "import sys, autos.transfer; print(' '.join(sorted(m for m in sys.modules if m.startswith('autos'))))"
+    code = "import sys, autos.sweep.run_cell; print(' '.join(sorted(m for m in sys.modules if m.startswith('autos'))))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             timeout=120).stdout.split()
     neutral = {"autos." + name.removesuffix(".py") for name in RESULT_NEUTRAL}
-    assert "autos.transfer" in loaded and "autos.pruners.autos" in loaded
+    assert "autos.sweep.run_cell" in loaded and "autos.pruners.autos_scorer" in loaded
     assert not [m for m in loaded if m in neutral or m.split(".")[:2] == ["autos", "report"]]
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from autos.cli import main
+from autos.api.cli import main
 from autos.models import build_model
 from autos.scorer import build_scorer, save_scorer
 

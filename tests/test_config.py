@@ -140,7 +140,8 @@ def test_config_imports_no_registry_and_no_torch() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'scipy', 'sklearn', 'autos')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "['autos', 'autos.config', 'autos.config_errors', 'autos.errors']"
+    loaded = eval(out.stdout.strip())  # a printed list of module names
+    assert {m for m in loaded if not m.startswith("autos.config")} == {"autos", "autos.errors"}, loaded
 
 
 def test_study_paths_come_from_the_one_table(tmp_path: Path) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autos.methods_doc import render
+from autos.api.methods_doc import render
 from autos.pruners import PRUNERS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
 
 
 def test_methods_doc_is_current() -> None:
-    assert DOC.read_text() == render(), "regenerate: python -m autos.methods_doc > docs/methods.md"
+    assert DOC.read_text() == render(), "regenerate: python -m autos.api.methods_doc > docs/methods.md"
 
 
 def test_every_method_documented_with_its_settings() -> None:

@@ -4,15 +4,16 @@ a re-run after a change that alters results."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
+from autos.codebase import import_closure as codebase_closure
+from autos.codebase import module_file
+
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
-OWN_PACKAGES = ("autos", "stages")
 # Functions ("*": every function of the file) whose imports only validate *other* sections' names and settings
 # at load: every stage validates the whole params file, so a typo in transfer.methods fails before IRP runs. They
 # cannot change a stage's results, so following them would make every stage depend on every module and re-run on
@@ -21,70 +22,27 @@ OWN_PACKAGES = ("autos", "stages")
 # resolves are read by transfer (which depends on src/autos/pruners) and train_scorer (src/autos/scorer) only,
 # whose own deps cover them.
 VALIDATION_ONLY = {
-    ("src/autos/config.py", "*"),
+    ("src/autos/config/*", "*"),
     ("src/autos/study.py", "*"),
-    ("src/autos/tracking.py", "log_scorer_model"),
+    ("src/autos/tracking/tracker.py", "log_scorer_model"),
 }
+ROOTS = {"autos": SRC, "stages": REPO}
+
+
+def _skip() -> dict[Path, set[str]]:
+    skip: dict[Path, set[str]] = {}
+    for pattern, function in VALIDATION_ONLY:
+        for path in REPO.glob(pattern):
+            skip.setdefault(path, set()).add(function)
+    return skip
 
 
 def _module_file(name: str) -> Path | None:
-    base = (SRC if name.split(".")[0] == "autos" else REPO) / Path(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(SRC if path.is_relative_to(SRC) else REPO).with_suffix("")
-    parts = list(rel.parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> set[str]:
-    """Own modules imported anywhere in ``path`` (``from a.b import c`` also yields ``a.b.c`` if it is a module)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
-    rel = path.relative_to(REPO).as_posix()
-    skipped = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
-               and ({(rel, node.name), (rel, "*")} & VALIDATION_ONLY) for inner in ast.walk(node)}
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
-                base = ".".join([*anchor, base] if base else anchor)
-            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        for name in names:
-            if name.split(".")[0] not in OWN_PACKAGES:
-                continue
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-                if _module_file(".".join(parts[:i])) is not None:
-                    found.add(".".join(parts[:i]))
-    return found
+    return module_file(name, ROOTS)
 
 
 def import_closure(entry: Path) -> set[Path]:
-    seen: set[Path] = set()
-    todo = [entry]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for name in _imports(path):
-            module = _module_file(name)
-            if module is not None:
-                todo.append(module)
-    return seen
+    return codebase_closure([entry], ROOTS, skip=_skip())
 
 
 def _stages() -> list[tuple[str, str, list[str]]]:
@@ -121,7 +79,7 @@ def test_every_declared_code_dep_exists(stage: str, module: str, deps: list[str]
 
 def test_closure_follows_lazy_imports(tmp_path: Path) -> None:
     closure = {p.relative_to(REPO).as_posix() for p in import_closure(REPO / "stages" / "transfer.py")}
-    assert "src/autos/training.py" in closure and "stages/common.py" in closure
+    assert "src/autos/training/loop.py" in closure and "stages/common.py" in closure
 
 
 @pytest.mark.parametrize("stage,module,deps", _stages(), ids=[s[0] for s in _stages()])

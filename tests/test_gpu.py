@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from autos.batches import device_batches, on_device
 from autos.config import TrainRecipe
 from autos.masking import nonzero_counts, prunable_parameters, select_mask
 from autos.models import build_model
 from autos.training import Callback, train
+from autos.training.batches import device_batches, on_device
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 

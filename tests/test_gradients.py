@@ -9,15 +9,15 @@ import torch.nn.functional as F
 from conftest import make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 from torch import Tensor, nn
 
-from autos.batches import Normalizer, iterate_batches
 from autos.config import FeaturesConfig, TrainRecipe
 from autos.features import initial_gradients
 from autos.masking import prunable_parameters
 from autos.models import build_model
 from autos.pruners.base import PruneContext
-from autos.pruners.pfs import PfSSettings, _Split, gate_groups, learn_gates
+from autos.pruners.pruning_from_scratch import PfSSettings, _Split, gate_groups, learn_gates
 from autos.saliency import summed_gradients
 from autos.training import Callback, TrainState, make_optimizer, train
+from autos.training.batches import Normalizer, iterate_batches
 
 DATA = make_tiny_data()
 

@@ -59,7 +59,7 @@ def test_survivors_rewound_to_init(tiny_data, quick_recipe) -> None:
     model = build_model("resnet18", num_classes=4, width=4, input_size=32, seed=0)
     init = {k: v.clone() for k, v in model.state_dict().items()}
 
-    import autos.irp as irp_module
+    import autos.irp.loop as irp_module
 
     real_train = irp_module.train
 

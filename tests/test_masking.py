@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from autos.irp.schedules import round_densities
 from autos.masking import density_of, kept_count, mask_summary, prunable_parameters, select_mask
 from autos.models import build_model
-from autos.schedules import round_densities
 
 
 def _scores(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -172,7 +172,7 @@ def test_prunable_parameters_and_classifier_switch() -> None:
 def test_summary_flags_empty_layers() -> None:
     masks = {"a": torch.zeros(4, dtype=torch.bool), "b": torch.ones(4, dtype=torch.bool)}
     summary = mask_summary(masks)
-    assert summary["empty_layers"] == ["a"] and summary["density"] == 0.5 and summary["min_layer_density"] == 0.0
+    assert summary.empty_layers == ["a"] and summary.density == 0.5 and summary.min_layer_density == 0.0
 
 
 @pytest.mark.parametrize("num_rounds,final", [(20, 0.01), (4, 0.1), (1, 0.5)])

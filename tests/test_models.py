@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from autos.channels_last import channels_last_is_safe, use_channels_last
 from autos.masking import prunable_parameters
 from autos.models import MODELS, build_model
 from autos.study import load_study
+from autos.training.channels_last import channels_last_is_safe, use_channels_last
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = [REPO / "params.yaml", *sorted((REPO / "configs").glob("*.yaml"))]

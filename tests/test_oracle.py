@@ -10,12 +10,12 @@ import pytest
 import torch
 import yaml
 
-from autos.cells import CellKey, CellResult, CellStore
 from autos.models import build_model
-from autos.oracle import keeps_mask, oracle_overlaps, pack_masks, unpack_mask
 from autos.report.markdown import target_markdown
 from autos.study import parse_study
-from autos.transfer import run_cell
+from autos.sweep.cells import CellKey, CellResult, CellStore
+from autos.sweep.oracle import keeps_mask, oracle_overlaps, pack_masks, unpack_mask
+from autos.sweep.run_cell import run_cell
 
 REPO = Path(__file__).resolve().parents[1]
 

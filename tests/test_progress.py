@@ -11,16 +11,17 @@ import pytest
 import torch
 import yaml
 
-from autos import executors, training
-from autos.cells import CellKey, CellResult, CellStore, plan_cells
+from autos import training
 from autos.config import ExecutionConfig, TrainRecipe
-from autos.executors import CellTask, describe, run_cells, slots
 from autos.models import build_model
 from autos.progress import Heartbeat, SweepProgress, duration, percent
 from autos.pruners import PRUNERS
 from autos.pruners import base as pruners_base
 from autos.pruners.base import PruneContext, prune_loop
 from autos.study import parse_study
+from autos.sweep import executors
+from autos.sweep.cells import CellKey, CellResult, CellStore, plan_cells
+from autos.sweep.executors import CellTask, describe, run_cells, slots
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +151,7 @@ def test_run_cells_logs_a_counter_with_eta(tmp_path: Path, monkeypatch: pytest.M
         return CellResult(key, [{"a": 2}], [[]])
 
     monkeypatch.setattr(executors, "execute_cell", execute)
-    caplog.set_level(logging.INFO, logger="autos.executors")
+    caplog.set_level(logging.INFO, logger="autos.sweep.executors")
     task = CellTask(cfg=cfg, data_dir=tmp_path, root=REPO, cache_dir=tmp_path, torch_threads=None)  # type: ignore[arg-type]
     results = run_cells(cells, task, store, ExecutionConfig(), lambda c: events.append(f"done {c.cell_id}"),
                         on_start=lambda k, c: events.append(f"start {c}"),
@@ -191,7 +192,7 @@ def test_training_writes_plain_lines_when_not_a_tty(tiny_data, quick_recipe: Tra
                                                     capfd: pytest.CaptureFixture[str],
                                                     caplog: pytest.LogCaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training, "STEP_LOG_SECONDS", 0.0)  # every step is "long": the intra-epoch line shows
+    monkeypatch.setattr(training.loop, "STEP_LOG_SECONDS", 0.0)  # every step is "long": the intra-epoch line shows
     caplog.set_level(logging.INFO, logger="autos.training")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))  # the loop, not a net, is tested

@@ -15,10 +15,9 @@ from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
-from autos.health import effective_masks, effective_summary
 from autos.masking import kept_count, prunable_parameters, select_mask
+from autos.masking.health import effective_masks, effective_summary
 from autos.models import build_model
-from autos.modifiers import invert, reinit_weights, shuffle_within_layers
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
 from autos.pruners.erk import erk_counts, erk_densities
@@ -26,6 +25,7 @@ from autos.pruners.grasp import class_balanced_halves, grasp_hessian_gradient
 from autos.pruners.prospr import prospr_scores
 from autos.pruners.snip import snip_scores
 from autos.pruners.synflow import linearize_, synflow_scores
+from autos.sweep.modifiers import invert, reinit_weights, shuffle_within_layers
 
 NUM_CLASSES = 10
 

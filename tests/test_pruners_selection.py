@@ -12,12 +12,12 @@ from torch import nn
 from autos.config import TrainRecipe
 from autos.masking import Scores, invert_scores, kept_count, select_mask
 from autos.models import build_model
-from autos.modifiers import invert, scope_of, selection_scope
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult, ScorePruner, ScoreSettings, layer_floor_counts, prune_loop
 from autos.pruners.erk import erk_counts
 from autos.pruners.synflow import linearize_, synflow_scores
-from autos.transfer import _apply_modifier
+from autos.sweep.modifiers import invert, scope_of, selection_scope
+from autos.sweep.run_cell import _apply_modifier
 
 DATA = make_tiny_data()
 

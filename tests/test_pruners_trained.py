@@ -19,12 +19,12 @@ from torch import Tensor, nn
 from autos.config import TrainRecipe
 from autos.masking import kept_count, select_mask
 from autos.models import build_model
-from autos.pruners import PRUNERS, jackpots
+from autos.pruners import PRUNERS, lottery_jackpots
 from autos.pruners.base import PruneContext, PruneResult, phase_recipe
 from autos.pruners.irp_target import IRPTargetSettings, num_rounds_for
-from autos.pruners.jackpots import short_restriction_
 from autos.pruners.kstarts import KStartsSettings, candidate_masks
-from autos.pruners.pfs import gate_groups
+from autos.pruners.lottery_jackpots import short_restriction_
+from autos.pruners.pruning_from_scratch import gate_groups
 from autos.training import train
 
 NUM_CLASSES = 10
@@ -201,13 +201,13 @@ def test_pfs_channels_consistent(arch: str) -> None:
 
 def test_jackpots_cache_and_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = jackpots.train_dense
+    real = lottery_jackpots.train_dense
 
     def counting(ctx, recipe):  # noqa: ANN001, ANN202
         calls.append(recipe.epochs)
         return real(ctx, recipe)
 
-    monkeypatch.setattr(jackpots, "train_dense", counting)
+    monkeypatch.setattr(lottery_jackpots, "train_dense", counting)
     ctx = make_ctx("resnet18", cache_dir=tmp_path)
     first = run("lottery_jackpots", ctx)
     assert calls == [1] and first.info["dense_cache"] == "miss" and first.info["kind"] == "trained"

@@ -1,4 +1,4 @@
-"""``autos.records``: the one run key and label shared by the transfer loop, its stage and the report."""
+"""``autos.sweep.records``: the one run key and label shared by the transfer loop, its stage and the report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from autos.records import RunKey, label_of, run_label, transfer_metrics
+from autos.sweep.records import RunKey, label_of, run_label, transfer_metrics
 
 ROWS = [
     {"target": "vgg", "method": "snip", "modifier": "", "sparsity": 0.9, "seed": 0},
@@ -26,7 +26,7 @@ def test_labels() -> None:
 def test_label_of_equals_the_reports_run_label() -> None:
     report = importlib.import_module("autos.report")
     if not hasattr(report, "run_label"):
-        pytest.skip("autos.report no longer defines run_label (wired to autos.records.label_of?)")
+        pytest.skip("autos.report no longer defines run_label (wired to autos.sweep.records.label_of?)")
     assert [label_of(r) for r in ROWS] == [report.run_label(r) for r in ROWS]
 
 

@@ -57,7 +57,7 @@ def store(tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> It
         while mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
-    tracking._experiment_ids.clear()
+    tracking.tracker._experiment_ids.clear()
 
 
 def client_for(root: Path):  # noqa: ANN201 - mlflow is imported lazily

@@ -1,4 +1,4 @@
-"""The transfer sweep in MLflow (``autos.sweep_tracking.SweepRuns`` over ``autos.executors.run_cells``): readable
+"""The transfer sweep in MLflow (``autos.tracking.sweep.SweepRuns`` over ``autos.sweep.executors.run_cells``): readable
 and unique run names, runs RUNNING while their cell runs and FINISHED / FAILED / KILLED after, no duplicate runs
 for cached cells, per-run figures, the parent's summary metrics, and the registered scorer's signature.
 
@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -23,14 +24,14 @@ import pytest
 import yaml
 from test_tracking import client_for, empty_db, store  # noqa: F401  (fixtures: a fresh SQLite store)
 
-from autos import executors, tracking
-from autos.cells import DENSE, CellKey, CellResult, CellStore, plan_cells
 from autos.config import ExecutionConfig
-from autos.executors import CellTask
-from autos.records import RunKey
 from autos.study import parse_study
-from autos.sweep_tracking import SweepRuns, log_sweep_summary, metric_label, parent_metrics
+from autos.sweep import executors
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, plan_cells
+from autos.sweep.executors import CellTask
+from autos.sweep.records import RunKey
 from autos.tracking import Tracker
+from autos.tracking.sweep import SweepRuns, log_sweep_summary, metric_label, parent_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 transfer_stage = importlib.import_module("stages.transfer")
@@ -301,7 +302,7 @@ def test_scorer_model_has_a_signature_and_logs_plain_text(store: Path, capfd: py
     for text in (captured.out, captured.err, caplog.text):
         assert "\x1b[" not in text and "\r" not in text
     assert not any("type hints" in r.getMessage() for r in caplog.records)
-    assert tracking.os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR") == "false"
+    assert os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR") == "false"
 
 
 @pytest.fixture

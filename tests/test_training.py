@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autos.batches import augment_batch, device_batches, iterate_batches, on_device
 from autos.config import TrainRecipe
 from autos.masking import nonzero_counts, select_mask
 from autos.models import build_model
 from autos.training import Callback, evaluate, lr_factor, train
+from autos.training.batches import augment_batch, device_batches, iterate_batches, on_device
 
 CPU = torch.device("cpu")
 

@@ -10,21 +10,21 @@ import torch
 import yaml
 from conftest import TinyData, make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
 
-import autos.transfer as transfer_module
-from autos import modifiers
-from autos.cells import plan_cells
+import autos.sweep.run_cell as transfer_module
 from autos.masking import select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
 from autos.study import parse_study
-from autos.transfer import _apply_modifier, dataset_classes, run_cell
+from autos.sweep import modifiers
+from autos.sweep.cells import plan_cells
+from autos.sweep.run_cell import _apply_modifier, dataset_classes, run_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_target(cfg, target: str, data, *, build, cache_dir: Path) -> list[dict]:  # noqa: ANN001
-    """Every row of a target's cells in this process (the stage runs the same cells through autos.executors)."""
+    """Every row of a target's cells in this process (the stage runs the same cells through autos.sweep.executors)."""
     return [row for key in plan_cells(cfg, target)
             for row in run_cell(cfg, key, data, build=build, device=torch.device("cpu"), cache_dir=cache_dir).rows]
 

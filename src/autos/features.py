@@ -27,13 +27,13 @@ import pyarrow.parquet as pq
 import torch
 from torch import Tensor, nn
 
-from autos.batches import ImageData, Normalizer, iterate_batches
 from autos.config import FeaturesConfig
 from autos.errors import DataError
 from autos.files import atomic_path
 from autos.masking import prunable_parameters
 from autos.registry import Registry
 from autos.saliency import summed_gradients
+from autos.training.batches import ImageData, Normalizer, iterate_batches
 
 SCHEMA_VERSION = 1
 BASE_SCHEMA = pa.schema(

@@ -125,10 +125,21 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def torch_bytes(obj: Any) -> bytes:
-    """``torch.save`` into memory: the same object gives the same bytes whatever file they end up in."""
+    """``torch.save`` into memory: the same object gives the same bytes whatever file they end up in.
+
+    Dict subclasses (``autos.masking.Masks``) are saved as plain dicts: ``torch.load(weights_only=True)`` reads
+    builtin containers and tensors only, and must never need a class of ours."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
+    torch.save(_plain_containers(obj), buffer)
     return buffer.getvalue()
+
+
+def _plain_containers(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain_containers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain_containers(v) for v in obj]
+    return obj
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -13,7 +13,8 @@ Usage::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 T = TypeVar("T")
 
@@ -55,3 +56,24 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+# --------------------------------------------------------------------------- the record of a pruning method
+
+MethodKind = Literal["pai", "early", "trained"]
+"""``pai``: selects at initialization; ``early``: trains a little first; ``trained``: needs a trained model."""
+METHOD_KINDS: tuple[MethodKind, ...] = get_args(MethodKind)
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    """Everything the project knows about a registered pruning method, read off its class by
+    ``autos.pruners.PRUNERS.record(name)``: the one place these facts live. Torch-free, so the report and the docs
+    can hold records without importing a method."""
+
+    name: str  # the registry name: transfer.methods, results rows, metrics keys, MLflow runs
+    title: str  # for people: figures, tables' captions, sentences ("SynFlow")
+    kind: MethodKind
+    needs_data: bool
+    settings: type[Any]  # the method's pydantic Settings model
+    module: str  # where it lives (``autos.pruners.synflow``)

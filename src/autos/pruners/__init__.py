@@ -13,7 +13,7 @@ Add a method:
    it ranks weights (or says in its docstring why not) and sets ``PruneResult.scope``.
 3. Set ``Settings = YourSettings`` (and ``needs_data``/``kind`` when they differ), decorate the class with
    ``@PRUNERS.register("name")`` (from ``autos.pruners._registry``) and import the module below.
-4. Regenerate ``docs/methods.md`` (``python -m autos.methods_doc > docs/methods.md``; ``tests/test_docs.py``).
+4. Regenerate ``docs/methods.md`` (``python -m autos.api.methods_doc > docs/methods.md``; ``tests/test_docs.py``).
 
 Which test proves it: ``tests/test_pruners_contract.py`` runs every registered name through the contract (masks
 for exactly the prunable weights, kept count, finite scores, ``scope`` set, ``ctx.model`` untouched,
@@ -24,15 +24,15 @@ deterministic); add the method's known answers to ``tests/test_pruners_pai.py`` 
 from __future__ import annotations
 
 from autos.pruners import (  # noqa: F401  (each module registers its methods on import)
-    autos,
+    autos_scorer,
     basic,
     erk,
     grasp,
     irp_target,
-    jackpots,
     kstarts,
-    pfs,
+    lottery_jackpots,
     prospr,
+    pruning_from_scratch,
     snip,
     synflow,
 )

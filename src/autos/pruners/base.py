@@ -8,7 +8,7 @@
   with ``iterations > 1``, on Synaptic-Flow's iterative schedule (``prune_loop``). So any score method can run
   iteratively, and SynFlow is its score plus that schedule.
 
-``PruneResult.scope`` records the scope a mask was selected with; the modifiers (``autos.modifiers``) read it. A
+``PruneResult.scope`` records the scope a mask was selected with; the modifiers (``autos.sweep.modifiers``) read it. A
 pruner never modifies ``ctx.model``: it works on copies (tested for every method).
 """
 
@@ -26,17 +26,25 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from autos.batches import ImageData, scoring_batches
 from autos.config import FeaturesConfig, TrainRecipe
-from autos.masking import Masks, Scores, apply_masks_, invert_scores, prunable_parameters, select_mask
+from autos.masking import (
+    Masks,
+    Scope,
+    Scores,
+    apply_masks_,
+    invert_scores,
+    layer_floor_counts,
+    prunable_parameters,
+    select_mask,
+)
 from autos.progress import Heartbeat
+from autos.registry import MethodKind
+from autos.training.batches import ImageData, scoring_batches
 
 if TYPE_CHECKING:  # the scorer package is imported by the AutoS method only when it runs
     from autos.scorer import ScorerNet, ScorerSettings
 
 log = logging.getLogger(__name__)
-
-Scope = Literal["global", "layerwise"]
 
 # What ``autos.scorer.load_scorer`` returns: (scorer net in eval mode, scorer name, its settings, metadata).
 LoadedScorer = tuple["ScorerNet", str, "ScorerSettings", dict[str, Any]]
@@ -155,17 +163,21 @@ class PruneResult:
     train: bool = True  # False: evaluate the masked weights as returned (methods that never tune weights)
     # How the kept count was spread over layers: 'global' = one ranking across all prunable layers decided each
     # layer's count; 'layerwise' = every layer's count was fixed before ranking within it. None: not recorded
-    # (then ``autos.modifiers.selection_scope`` reads it off the mask).
+    # (then ``autos.sweep.modifiers.selection_scope`` reads it off the mask).
     scope: Scope | None = None
+
+    def __post_init__(self) -> None:
+        self.masks = Masks(self.masks)  # checked here, where a method hands it over (bool tensors, str keys)
 
 
 class Pruner(Generic[S]):
     """Base class. ``Settings`` is validated from ``transfer.method_settings.<name>`` at config load."""
 
     Settings: type[S]
-    needs_data: ClassVar[bool] = False
-    # 'pai' = at initialization; 'early' = after a little training; 'trained' = needs a trained model
-    kind: ClassVar[str] = "pai"
+    name: ClassVar[str]  # the registry name, set by ``PRUNERS.register``
+    title: ClassVar[str]  # its name for people ("SynFlow"): figures, captions, sentences
+    needs_data: ClassVar[bool] = False  # whether it reads training images (else data-free: shapes only)
+    kind: ClassVar[MethodKind] = "pai"  # autos.registry.MethodKind: pai, early or trained
 
     def __init__(self, settings: S | None = None) -> None:
         self.settings: S = settings if settings is not None else self.Settings()
@@ -214,33 +226,10 @@ def prune_loop(
     return masks, scores
 
 
-def layer_floor_counts(
-    scores: Mapping[str, Tensor], density: float, fraction: float, alive: Mapping[str, Tensor] | None = None
-) -> dict[str, int]:
-    """Per layer, ``floor(fraction * ERK's kept count)`` at ``density`` (at most its alive weights).
-
-    Why ERK (Evci et al. 2020; ``autos.pruners.erk``): it is the layer profile that needs no scores, gives small
-    layers (the stem, shortcuts, the classifier) high densities, and was the best single-shot baseline of the
-    default study (docs/sweeps.md). ``fraction`` 0 is the method's own allocation, 1 is ERK's with the method
-    choosing only within layers; the floors sum to at most ``fraction`` of the budget.
-    """
-    from autos.pruners.erk import erk_counts  # erk.py imports this module
-
-    counts = erk_counts({name: s.shape for name, s in scores.items()}, density)
-    floor = {name: int(fraction * count) for name, count in counts.items()}
-    if alive is not None:  # rounding can make an ERK count grow by one as the density falls; never ask for more
-        floor = {name: min(count, int(alive[name].sum())) for name, count in floor.items()}
-    return floor
-
-
 def _method_label(score: Callable[[PruneContext], Scores]) -> str:
     """The registered name of the method whose ``score`` this is (progress lines), else 'scoring'."""
     owner = getattr(score, "__self__", None)
-    if owner is None:
-        return "scoring"
-    from autos.pruners._registry import PRUNERS  # the registry imports this module
-
-    return next((name for name in PRUNERS.names() if PRUNERS.get(name) is type(owner)), type(owner).__name__)
+    return "scoring" if owner is None else getattr(owner, "name", type(owner).__name__)
 
 
 class ScorePruner(Pruner[SS]):

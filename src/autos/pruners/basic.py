@@ -27,6 +27,7 @@ class RandomUniform(ScorePruner[RandomSettings]):
     """Uniform random per layer: every prunable layer keeps the same density (docs/reference/methods.md §9)."""
 
     Settings = RandomSettings
+    title = "Random"
 
     def score(self, ctx: PruneContext) -> Scores:
         generator = torch.Generator().manual_seed(ctx.seed)
@@ -39,6 +40,7 @@ class Magnitude(ScorePruner[ScoreSettings]):
     """|w0|. Global by default, which collapses layers when init scales differ (docs/reference/methods.md §8)."""
 
     Settings = ScoreSettings
+    title = "Magnitude"
 
     def score(self, ctx: PruneContext) -> Scores:
         params = dict(ctx.model.named_parameters())

@@ -11,77 +11,12 @@ closed-form count, which may round to 0; the result's scope is ``layerwise`` (ea
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-
 import torch
 
-from autos.masking import check_density, kept_count
+from autos.masking import Masks
+from autos.masking.budgets import erk_counts, erk_densities
 from autos.pruners._registry import PRUNERS
 from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult
-
-
-def _erk_raw(shape: torch.Size) -> float:
-    """(sum of dims) / (product of dims): conv (n_out, n_in, k_h, k_w) gives the ERK ratio, linear the ER one.
-
-    docs/reference/methods.md §9 pitfall: the kernel dims must be in the numerator and the denominator for convs.
-    """
-    if len(shape) not in (2, 4):
-        raise ValueError(f"ERK expects Linear (2-d) or Conv2d (4-d) weights, got shape {tuple(shape)}")
-    return sum(shape) / math.prod(shape)
-
-
-def erk_densities(shapes: Mapping[str, torch.Size], density: float) -> dict[str, float]:
-    """Per-layer ERK densities whose weighted mean is ``density`` (real-valued; no rounding).
-
-    Solve eps * sum_{l sparse} raw_l * N_l = density * N - sum_{l dense} N_l; a layer with eps * raw_l >= 1 is
-    made dense and eps is re-solved until no sparse layer exceeds 1 (RigL's ``get_sparsities_erdos_renyi``).
-    Making a layer dense frees budget, so eps only grows: adding every offender at once is equivalent to
-    adding them one by one.
-    """
-    check_density(density)
-    numel = {name: math.prod(shape) for name, shape in shapes.items()}
-    raw = {name: _erk_raw(shape) for name, shape in shapes.items()}
-    target = density * sum(numel.values())
-    dense: set[str] = set()
-    while True:
-        sparse = [n for n in shapes if n not in dense]
-        if not sparse:
-            return {n: 1.0 for n in shapes}
-        budget = target - sum(numel[n] for n in dense)
-        eps = budget / sum(raw[n] * numel[n] for n in sparse)
-        offenders = {n for n in sparse if eps * raw[n] >= 1.0}
-        if not offenders:
-            return {n: (1.0 if n in dense else eps * raw[n]) for n in shapes}
-        dense |= offenders
-
-
-def erk_counts(shapes: Mapping[str, torch.Size], density: float) -> dict[str, int]:
-    """Integer kept counts per layer summing exactly to ``kept_count(N, density)`` (largest remainder)."""
-    densities = erk_densities(shapes, density)
-    numel = {name: math.prod(shape) for name, shape in shapes.items()}
-    total = kept_count(sum(numel.values()), density)
-    exact = {n: densities[n] * numel[n] for n in shapes}
-    counts = {n: min(numel[n], math.floor(exact[n])) for n in shapes}
-    remainder = total - sum(counts.values())
-    # Hand the rounding remainder to the layers with the largest fractional parts (stable: module order on ties).
-    order = sorted(shapes, key=lambda n: exact[n] - math.floor(exact[n]), reverse=True)
-    while remainder > 0:
-        progressed = False
-        for n in order:
-            if remainder == 0:
-                break
-            if counts[n] < numel[n]:
-                counts[n] += 1
-                remainder -= 1
-                progressed = True
-        if not progressed:  # cannot happen: total <= N
-            raise RuntimeError("ERK rounding could not place the remaining weights")
-    while remainder < 0:  # float error made floors sum above total: take back from the largest layers
-        n = max((m for m in shapes if counts[m] > 0), key=lambda m: counts[m])
-        counts[n] -= 1
-        remainder += 1
-    return counts
 
 
 @PRUNERS.register("random_erk")
@@ -89,6 +24,7 @@ class RandomERK(Pruner[NoSettings]):
     """Random positions at ERK layer densities (docs/reference/methods.md §9; S4 of §11)."""
 
     Settings = NoSettings
+    title = "Random (ERK)"
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         params = dict(ctx.model.named_parameters())
@@ -97,7 +33,7 @@ class RandomERK(Pruner[NoSettings]):
         counts = erk_counts(shapes, density)
         densities = erk_densities(shapes, density)
         generator = torch.Generator().manual_seed(ctx.seed)
-        masks = {}
+        masks = Masks()
         for n in names:
             flat = torch.zeros(params[n].numel(), dtype=torch.bool)
             flat[torch.randperm(flat.numel(), generator=generator)[: counts[n]]] = True

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from autos.batches import Normalizer
 from autos.masking import Scores, prunable_parameters
 from autos.pruners._registry import PRUNERS
 from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
 from autos.saliency import summed_gradients
+from autos.training.batches import Normalizer
 
 
 class GraSPSettings(ScoreSettings):
@@ -105,6 +105,7 @@ def class_balanced_halves(
 @PRUNERS.register("grasp")
 class GraSP(ScorePruner[GraSPSettings]):
     Settings = GraSPSettings
+    title = "GraSP"
     needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:

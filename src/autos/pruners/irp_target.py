@@ -8,7 +8,7 @@ repeat until the requested density. It reuses the source-model IRP loop (``autos
   of rounds is P = ceil(log(density) / log(1 - prune_fraction)) and every round keeps the same fraction
   density^(1/P) >= 1 - prune_fraction of the survivors, so the last round ends exactly at the requested density
   (open_lth instead prunes exactly 20% and reaches only the 0.8^L grid).
-- ``geometric`` / ``linear``: ``num_rounds`` rounds of ``autos.schedules.round_densities``.
+- ``geometric`` / ``linear``: ``num_rounds`` rounds of ``autos.irp.schedules.round_densities``.
 
 The result is the final mask with the init weights (rewinding to iteration 0, plain LTH); the pipeline then
 trains it with the study recipe. ``rewind_batchnorm`` (default true, as open_lth) rewinds the whole state
@@ -28,7 +28,7 @@ from pydantic import Field, PositiveInt
 
 from autos.config import IRPConfig
 from autos.irp import fingerprint, run_irp
-from autos.masking import density_of
+from autos.masking import Masks, density_of
 from autos.pruners._registry import PRUNERS
 from autos.pruners.base import NoSettings, PruneContext, Pruner, PruneResult, flat_settings
 
@@ -65,6 +65,7 @@ class IRPTarget(Pruner[IRPTargetSettings]):
     note in info."""
 
     Settings = IRPTargetSettings
+    title = "IRP"
     needs_data = True
     kind = "trained"
 
@@ -74,7 +75,7 @@ class IRPTarget(Pruner[IRPTargetSettings]):
         init_state = {k: v.detach().to("cpu", copy=True) for k, v in ctx.model.state_dict().items()}
         if density >= 1.0:
             params = dict(ctx.model.named_parameters())
-            masks = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in names}
+            masks = Masks({n: torch.ones(params[n].shape, dtype=torch.bool) for n in names})
             return PruneResult(masks=masks, info={"rounds": 0, "extra_epochs": 0, "dense_epochs": 0},
                                state_dict=init_state, scope="global")
         rounds = num_rounds_for(s, density)

@@ -99,7 +99,7 @@ def candidate_masks(ctx: PruneContext, density: float, settings: KStartsCore) ->
     generator = torch.Generator().manual_seed(ctx.seed + 104729)
     candidates = []
     for _ in range(settings.k):
-        masks: Masks = {}
+        masks = Masks()
         for name, count in counts.items():
             shape = params[name].shape
             keep = torch.zeros(shape.numel(), dtype=torch.bool)
@@ -173,6 +173,7 @@ class KStarts(Pruner[KStartsSettings]):
     """docs/reference/methods.md §3a. Cost: k * select_epochs sparse epochs (``extra_epochs``)."""
 
     Settings = KStartsSettings
+    title = "K-starts"
     needs_data = True
     kind = "early"
 
@@ -264,7 +265,7 @@ def dissipate(
     for names_, target in groups:
         if sum(int(alive[n].sum()) for n in names_) < target:
             raise ValueError(f"dissipating: the starting mask already keeps fewer than {target} weights")
-    callback = Dissipation(theta0, {n: m.clone() for n, m in alive.items()}, groups, settings)
+    callback = Dissipation(theta0, Masks({n: m.clone() for n, m in alive.items()}), groups, settings)
     if all(sum(int(alive[n].sum()) for n in ns) == t for ns, t in groups):
         return callback.alive, {"dissipating_epochs": 0, "pruned_by_drift": 0, "pruned_by_fallback": 0}
     recipe = phase_recipe(ctx.recipe, settings.max_epochs, settings.phase_schedule)
@@ -283,6 +284,7 @@ class Dissipating(Pruner[DissipatingSettings]):
     (early-training pruning)."""
 
     Settings = DissipatingSettings
+    title = "Dissipating"
     needs_data = True
     kind = "early"
 
@@ -290,7 +292,7 @@ class Dissipating(Pruner[DissipatingSettings]):
         s = self.settings
         model = ctx.copy_model()
         params = dict(model.named_parameters())
-        dense = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in ctx.prunable_names()}
+        dense = Masks({n: torch.ones(params[n].shape, dtype=torch.bool) for n in ctx.prunable_names()})
         masks, info = dissipate(ctx, model, dense, density, s, desc="dissipating")
         info.update(flat_settings(s), extra_epochs=info["dissipating_epochs"], dense_epochs=info["dissipating_epochs"])
         return PruneResult(masks=masks, info=info, state_dict=None if s.rewind else clone_state(model), scope=s.scope)
@@ -315,6 +317,7 @@ class KStartsDissipating(Pruner[KStartsDissipatingSettings]):
     moved)."""
 
     Settings = KStartsDissipatingSettings
+    title = "K-starts + Dissipating"
     needs_data = True
     kind = "early"
 
@@ -329,7 +332,7 @@ class KStartsDissipating(Pruner[KStartsDissipatingSettings]):
             info.update(kinfo)
         else:
             params = dict(model.named_parameters())
-            alive = {n: torch.ones(params[n].shape, dtype=torch.bool) for n in ctx.prunable_names()}
+            alive = Masks({n: torch.ones(params[n].shape, dtype=torch.bool) for n in ctx.prunable_names()})
         masks, dinfo = dissipate(ctx, model, alive, density, s.dissipating, desc="kstarts_dissipating")
         info.update(dinfo)
         info.update(flat_settings(s), dense_epochs=info["dissipating_epochs"] if density_p1 >= 1.0 else 0,

@@ -89,6 +89,7 @@ def prospr_scores(
 @PRUNERS.register("prospr")
 class ProsPr(ScorePruner[ProsPrSettings]):
     Settings = ProsPrSettings
+    title = "ProsPr"
     needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:

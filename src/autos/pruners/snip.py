@@ -15,6 +15,7 @@ class SNIP(ScorePruner[DataSettings]):
     """|w * dL/dw| at init (Lee et al. 2019; docs/reference/methods.md §5), global ranking."""
 
     Settings = DataSettings
+    title = "SNIP"
     needs_data = True
 
     def score(self, ctx: PruneContext) -> Scores:

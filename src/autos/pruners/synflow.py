@@ -28,7 +28,7 @@ class SynFlowSettings(ScoreSettings):
     # one-shot default of ScoreSettings) and always recorded.
     iterations: int = Field(default=100, ge=1, description="scoring rounds on the exponential schedule d^(k/n)")
     # Frankle et al. 2021 inversion (section 11, S3) for an iterative method: Synaptic-Flow's prune_loop inverts
-    # the scores at every iteration, so it has to happen in the schedule; ``autos.modifiers.invert`` on a final
+    # the scores at every iteration, so it has to happen in the schedule; ``autos.sweep.modifiers.invert`` on a final
     # score would re-select already-pruned weights. Negation, not 1/s.
     invert: bool = Field(default=False, description="keep the lowest scores at every iteration (sanity check S3)")
     # float64 is the safe default (section 7 "Numerical range"); float32 is ~6x faster on a CPU and exact enough
@@ -75,6 +75,7 @@ class SynFlow(ScorePruner[SynFlowSettings]):
     """The synaptic saliency of the linearised network, pruned on the shared iterative schedule (`iterations`)."""
 
     Settings = SynFlowSettings
+    title = "SynFlow"
 
     def score(self, ctx: PruneContext) -> Scores:
         """One scoring of ``ctx.model`` (the schedule passes the currently masked network) in a linearised copy."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from autos.records import label_of
+from autos.sweep.records import label_of
 
 ACHIEVED_TOLERANCE = 0.005  # 0.5 percentage point
 DENSE = "dense"
@@ -43,7 +43,7 @@ def load_results(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
 
 
 def run_label(row: Mapping[str, Any]) -> str:
-    """``method`` or ``method+modifier``: the one label of ``autos.records``, shared with transfer and MLflow."""
+    """``method`` or ``method+modifier``: the one label of ``autos.sweep.records``, shared with transfer and MLflow."""
     return label_of(row)
 
 

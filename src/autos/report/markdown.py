@@ -309,7 +309,7 @@ def target_markdown(target: str, payload: Mapping[str, Any], heading: str = "#",
 
 
 def oracle_table(records: Sequence[Mapping[str, Any]]) -> Table | None:
-    """Method x sparsity rows of ``autos.oracle.oracle_overlaps`` records, averaged over seeds (in %)."""
+    """Method x sparsity rows of ``autos.sweep.oracle.oracle_overlaps`` records, averaged over seeds (in %)."""
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault((str(record["method"]), float(record["sparsity"])), []).append(record)

@@ -1,49 +1,22 @@
-"""Prunable parameters, the one score -> mask selection, and mask enforcement.
+"""The one score -> mask selection (``select_mask``), exact kept counts and the selection scopes.
 
-Vocabulary: ``density`` is the fraction of prunable weights kept, ``sparsity = 1 - density`` the fraction
-removed. A mask is a bool tensor per prunable parameter, keyed by the parameter's name in
-``model.named_parameters()`` (True = kept). Scores use the same keys; higher means keep.
+Scores are keyed like masks (``autos.masking.masks``); higher means keep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import cast
+from typing import Literal, get_args
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-Masks = dict[str, Tensor]
-Scores = dict[str, Tensor]
+from autos.masking.masks import Masks, Scores
 
-SCOPES = ("global", "layerwise")
-
-
-def classifier_name(model: nn.Module) -> str:
-    """Name of the classifier weight: the last Linear layer's weight."""
-    name = None
-    for module_name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            name = f"{module_name}.weight"
-    if name is None:
-        raise ValueError("model has no nn.Linear layer to call its classifier")
-    return name
-
-
-def prunable_parameters(model: nn.Module, include_classifier: bool = True) -> dict[str, nn.Parameter]:
-    """Weights of every Conv2d and Linear layer, in module order (biases and BN are never pruned).
-
-    Whether the classifier is prunable differs between lineages (docs/reference/methods.md §0.1): the AutoS
-    reference prunes it, open_lth's VGG and Lottery Jackpots do not. It is a study parameter.
-    """
-    skip = None if include_classifier else classifier_name(model)
-    params: dict[str, nn.Parameter] = {}
-    for module_name, module in model.named_modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            name = f"{module_name}.weight"
-            if name != skip:
-                params[name] = cast(nn.Parameter, module.weight)  # a Tensor under parametrizations
-    return params
+Scope = Literal["global", "layerwise"]
+"""How a kept count is spread over layers: ``global`` ranks all prunable layers together; ``layerwise`` fixes every
+layer's count before ranking within it."""
+SCOPES: tuple[Scope, ...] = get_args(Scope)
 
 
 def check_density(density: float) -> None:
@@ -120,7 +93,7 @@ def _top_k(keys_of: Callable[[str], Tensor], names: list[str], k: int) -> dict[s
 def select_mask(
     scores: Mapping[str, Tensor],
     density: float,
-    scope: str = "global",
+    scope: Scope = "global",
     alive: Mapping[str, Tensor] | None = None,
     floor: Mapping[str, int] | None = None,
 ) -> Masks:
@@ -168,7 +141,7 @@ def select_mask(
         keys = ranked_keys(name)
         return keys.masked_fill(reserved[name], _INT64_MAX) if name in reserved else keys
 
-    masks: Masks = {}
+    masks = Masks()
     if scope == "global":
         total = sum(scores[n].numel() for n in names)
         k = kept_count(total, density)
@@ -190,55 +163,6 @@ def select_mask(
     for name in names:
         masks[name] = flat[name].view(scores[name].shape)
     return masks
-
-
-def density_of(masks: Mapping[str, Tensor]) -> float:
-    kept = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
-    return kept / total
-
-
-def layer_densities(masks: Mapping[str, Tensor]) -> dict[str, float]:
-    return {name: float(m.float().mean()) for name, m in masks.items()}
-
-
-def mask_summary(masks: Mapping[str, Tensor]) -> dict[str, object]:
-    """What every result records: achieved density/sparsity, per-layer densities, empty layers."""
-    densities = layer_densities(masks)
-    achieved = density_of(masks)
-    return {
-        "density": achieved,
-        "sparsity": 1.0 - achieved,
-        "kept": sum(int(m.sum()) for m in masks.values()),
-        "total": sum(m.numel() for m in masks.values()),
-        "layer_density": densities,
-        "min_layer_density": min(densities.values()),
-        "empty_layers": [name for name, d in densities.items() if d == 0.0],
-    }
-
-
-@torch.no_grad()
-def apply_masks_(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
-    """Zero the pruned weights in place."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        p = params[name]
-        p.mul_(mask.to(device=p.device, dtype=p.dtype))
-
-
-@torch.no_grad()
-def mask_gradients_(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
-    """Zero the gradients of pruned weights so that momentum and weight decay never revive them."""
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        grad = params[name].grad
-        if grad is not None:
-            grad.mul_(mask.to(device=grad.device, dtype=grad.dtype))
-
-
-def nonzero_counts(model: nn.Module, names: list[str]) -> dict[str, int]:
-    params = dict(model.named_parameters())
-    return {name: int(torch.count_nonzero(params[name])) for name in names}
 
 
 def invert_scores(scores: Mapping[str, Tensor]) -> Scores:

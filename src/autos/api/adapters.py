@@ -1,6 +1,6 @@
 """What a user has (a DataLoader, an ``(x, y)`` pair, a ``(train, test)`` pair of either) as an ``ImageData``.
 
-Every method reads its data through ``autos.batches``: NCHW image tensors ``train_x`` / ``test_x`` that
+Every method reads its data through ``autos.training.batches``: NCHW image tensors ``train_x`` / ``test_x`` that
 ``Normalizer`` maps to the model's inputs with ``(x - mean * 255) / (std * 255)``. The pipeline stores uint8 images
 and the dataset's statistics. A user's images come in two kinds, and each gets the statistics that make
 ``Normalizer`` do what the user's own pipeline does:
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from autos.batches import ImageData
+from autos.training.batches import ImageData
 
 FLOAT_MEAN, FLOAT_STD = 0.0, 1.0 / 255  # Normalizer is the identity on float images
 UINT8_MEAN, UINT8_STD = 0.0, 1.0  # Normalizer maps uint8 images to [0, 1]

@@ -181,6 +181,7 @@ class LotteryJackpots(Pruner[JackpotsSettings]):
     epochs."""
 
     Settings = JackpotsSettings
+    title = "Lottery Jackpots"
     needs_data = True
     kind = "trained"
 
@@ -221,7 +222,7 @@ class LotteryJackpots(Pruner[JackpotsSettings]):
                        parameters=[layer.score for layer in layers], desc="jackpots search",
                        evaluate_every_epoch=False)
 
-        masks: Masks = {}
+        masks = Masks()
         for name in names:
             if name in searched:
                 masks[name] = layers[searched.index(name)].mask.detach().cpu().contiguous().bool()

@@ -25,7 +25,7 @@ from autos.pruners.base import PruneContext, PruneResult, Scope
 def shuffle_within_layers(masks: Mapping[str, Tensor], seed: int) -> Masks:
     """S1: each layer's mask with its entries permuted uniformly at random (per-layer kept counts unchanged)."""
     generator = torch.Generator().manual_seed(seed)
-    out: Masks = {}
+    out = Masks()
     for name, mask in masks.items():
         flat = mask.detach().flatten()
         perm = torch.randperm(flat.numel(), generator=generator).to(flat.device)
@@ -53,7 +53,7 @@ def reinit_weights(ctx: PruneContext, masks: Mapping[str, Tensor], seed: int) ->
     return state
 
 
-def invert(scores: Mapping[str, Tensor], density: float, scope: str = "global") -> Masks:
+def invert(scores: Mapping[str, Tensor], density: float, scope: Scope = "global") -> Masks:
     """S3: the mask keeping the *lowest* scores (scores negated, then the usual top-k selection).
 
     ``scope`` must be the one the method selected with (``scope_of``): inverting a layer-wise method

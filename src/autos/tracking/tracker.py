@@ -27,38 +27,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import socket
 import sys
 import time
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from autos.errors import AutosError
 from autos.paths import project_root
+from autos.tracking.ownership import LEGACY_ORPHAN_AGE_S, TAG_CLOSED, TAG_HOST, TAG_PID, owner_alive, owner_tags
+from autos.tracking.runs import RunHandle, _running_runs, metric_values, param_values, plain_warnings
+from autos.tracking.server import PROBE_TIMEOUT_S, TrackingError, probe_server
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
-TAG_HOST = "autos.host"
-TAG_PID = "autos.pid"
-TAG_PROC_START = "autos.proc_start"
-TAG_CLOSED = "autos.closed_as_orphan"
-
-# A RUNNING run without the owner tags comes from a version that did not write them, or from code outside the
-# Tracker, so nothing says whether its process lives. Close it only once it is older than any stage could
-# plausibly still be running (the paper study's longest stage takes hours, not days).
-LEGACY_ORPHAN_AGE_S = 24 * 3600
-PROBE_TIMEOUT_S = 5.0
-
-
-class TrackingError(AutosError):
-    """The tracking store cannot be used (e.g. the tracking server does not answer)."""
+__all__ = ["ARTIFACT_DIR", "DB_NAME", "RunHandle", "Tracker", "TrackingError", "end_active_runs", "tracking_uri"]
 
 
 def tracking_uri(root: Path | None = None) -> str:
@@ -68,168 +54,12 @@ def tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{(root or project_root()) / DB_NAME}"
 
 
-def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys (MLflow params are flat)."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-# --- who owns a run -------------------------------------------------------------------------------------------
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return None
-
-
-def process_start(pid: int) -> str | None:
-    """An identifier of when process ``pid`` started (None if it does not exist or cannot be read).
-
-    A pid alone is reused by the kernel; (pid, start) names one process. On Linux: boot id plus the start time
-    in clock ticks from /proc/<pid>/stat, both exact (psutil's float create_time is derived from the boot time,
-    which can move by a second). Elsewhere psutil's create_time, compared with a tolerance. A zombie counts as
-    gone: a SIGKILLed stage stays one until its parent reaps it.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None  # Linux, and the process does not exist
-        stat = ""
-    except OSError:
-        stat = ""
-    if stat:
-        fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces and parentheses
-        if fields[0] in ("Z", "X"):
-            return None
-        return f"linux:{_boot_id()}:{fields[19]}"
-    try:
-        import psutil
-    except ImportError:
-        return None
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return f"time:{proc.create_time():.3f}"
-    except psutil.Error:
-        return None
-
-
-# Set by `dvc exp run` (and its --temp / --queue runs) for the stage commands; absent under plain `dvc repro`.
-DVC_EXPERIMENT_TAGS = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.baseline_rev"}
-
-
-def owner_tags() -> dict[str, str]:
-    """Tags naming this process, written on every run a Tracker starts, plus the DVC experiment it belongs to."""
-    tags = {TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid())}
-    tags.update({tag: os.environ[var] for var, tag in DVC_EXPERIMENT_TAGS.items() if os.environ.get(var)})
-    start = process_start(os.getpid())
-    if start is not None:
-        tags[TAG_PROC_START] = start
-    return tags
-
-
-def _same_process(recorded: str, current: str) -> bool:
-    if recorded.startswith("time:") and current.startswith("time:"):
-        return abs(float(recorded[5:]) - float(current[5:])) < 1.0
-    return recorded == current
-
-
-def owner_alive(tags: Mapping[str, str]) -> bool | None:
-    """Is the process that started a run with these tags still running? None: cannot tell.
-
-    Only a run of this host can be judged (another host's pids mean nothing here); a run without owner tags
-    cannot be judged either.
-    """
-    host, pid = tags.get(TAG_HOST), tags.get(TAG_PID)
-    if host is None or pid is None or not pid.isdigit():
-        return None
-    if host != socket.gethostname():
-        return None
-    other_user = False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, OverflowError):
-        return False
-    except PermissionError:
-        other_user = True  # exists, owned by another user (whose /proc entry may be hidden from us)
-    current = process_start(int(pid))
-    if current is None:
-        # Gone or a zombie (Linux and psutil say so exactly); unreadable, we cannot tell: keep the run.
-        readable = not other_user and (Path("/proc/self/stat").exists() or _have_psutil())
-        return not readable
-    recorded = tags.get(TAG_PROC_START)
-    if recorded is None:
-        return True  # same pid, no start recorded: assume it is the same process (never close a live run)
-    return _same_process(recorded, current)
-
-
 def _stderr_is_terminal() -> bool:
     try:
         return sys.stderr is not None and sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
 
-
-def _have_psutil() -> bool:
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-# --- tracking server ------------------------------------------------------------------------------------------
-
-def _short_reason(exc: BaseException) -> str:
-    """The innermost OS-level reason ('Connection refused'), not urllib3's multi-line retry summary."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        current = current.__cause__ or current.__context__
-    return type(exc).__name__
-
-
-def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise TrackingError unless the http(s) tracking server at ``uri`` answers within ``timeout`` seconds.
-
-    MLflow's own client retries an unreachable server for minutes and then fails with a long traceback; one
-    short request without retries tells the user at once. Any HTTP answer counts (a 401 or 404 still means the
-    server is there: MLflow reports those itself); TLS is verified the way MLflow does it.
-    """
-    import requests
-
-    if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() in ("1", "true"):
-        verify: bool | str = False
-    else:
-        verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
-    url = uri.rstrip("/") + "/health"
-    try:
-        requests.get(url, timeout=timeout, verify=verify, allow_redirects=False).close()
-    except requests.Timeout:
-        reason = f"no answer within {timeout:g} s"
-    except requests.RequestException as exc:
-        reason = _short_reason(exc)
-    else:
-        return
-    raise TrackingError(
-        f"MLflow tracking server {uri} is unreachable ({reason}). Start the server, or unset "
-        "MLFLOW_TRACKING_URI to log to the local SQLite store, or set tracking.enabled: false in the params file."
-    )
-
-
-# --- the tracker ----------------------------------------------------------------------------------------------
 
 # Experiments the Trackers of this process use, so end_active_runs can find runs of this process that never
 # reached MLflow's run stack (a signal between create_run and the stack push).
@@ -429,7 +259,7 @@ class Tracker:
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, DataType, Schema
 
-        from autos import mlflow_scorer
+        from autos.tracking import scorer_model as mlflow_scorer
 
         if inputs is None:
             inputs = json.loads((Path(scorer_dir) / "scorer.json").read_text())["inputs"]
@@ -450,106 +280,6 @@ class Tracker:
                 pip_requirements=["torch", "numpy", "pandas", "pydantic", "pyarrow"],
                 code_paths=[str(Path(mlflow_scorer.__file__).parent)],
             )
-
-
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-@contextmanager
-def plain_warnings() -> Iterator[None]:
-    """Warnings raised inside, re-logged as plain lines: MLflow colours some of its warnings with ANSI codes
-    (``mlflow.utils.warnings_utils.color_warning``), which a log file (DVC's) would get raw."""
-    with warnings.catch_warnings(record=True) as caught:
-        yield
-    for warning in caught:
-        log.warning("%s: %s", warning.category.__name__, ANSI_ESCAPE.sub("", str(warning.message)).strip())
-
-
-def param_values(params: Mapping[str, Any]) -> dict[str, str]:
-    """Params as MLflow takes them: flat, strings of at most 6000 characters, None as 'null'."""
-    return {k: (str(v)[:6000] if v is not None else "null") for k, v in flatten(params).items()}
-
-
-def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The numeric entries of (nested) ``metrics`` as flat floats; booleans and everything else are left out."""
-    return {k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-class RunHandle:
-    """One MLflow run opened by ``Tracker.start_run``, written through the client (not the fluent run stack).
-
-    A handle of a disabled tracker (``run_id`` None) does nothing. ``end`` is idempotent."""
-
-    def __init__(self, client: Any, run_id: str | None, *, name: str = "") -> None:
-        self._client = client
-        self.run_id = run_id
-        self.name = name
-        self.status: str | None = None if run_id is None else "RUNNING"
-
-    @property
-    def enabled(self) -> bool:
-        return self.run_id is not None
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        if self.enabled:
-            from mlflow.entities import Param
-
-            values = param_values(params)
-            self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in values.items()])
-
-    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        if self.enabled:
-            self._log_metrics([(metric_values(metrics), step or 0)])
-
-    def log_history(self, history: Sequence[Mapping[str, float]], prefix: str = "") -> None:
-        """Per-epoch records as stepped metrics (step = the record's ``epoch``), in one batch."""
-        if self.enabled:
-            self._log_metrics([(metric_values({f"{prefix}{k}": v for k, v in r.items() if k != "epoch"}),
-                                int(r.get("epoch", 0))) for r in history])
-
-    def _log_metrics(self, batches: Sequence[tuple[Mapping[str, float], int]]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for values, step in batches for k, v in values.items()]
-        if metrics:
-            self._client.log_batch(self.run_id, metrics=metrics)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        if self.enabled:
-            from mlflow.entities import RunTag
-
-            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if self.enabled and Path(path).exists():
-            if Path(path).is_dir():
-                self._client.log_artifacts(self.run_id, str(path), artifact_path=artifact_path)
-            else:
-                self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
-
-    def log_dict(self, values: Mapping[str, Any], name: str) -> None:
-        if self.enabled:
-            self._client.log_dict(self.run_id, dict(values), name)
-
-    def end(self, status: str = "FINISHED", end_time: float | None = None) -> None:
-        """End the run with ``status`` (FINISHED, FAILED or KILLED); ``end_time`` in seconds since the epoch."""
-        if not self.enabled or self.status != "RUNNING":
-            return
-        end_ms = None if end_time is None else int(end_time * 1000)
-        self._client.set_terminated(self.run_id, status, end_time=end_ms)
-        self.status = status
-
-
-def _running_runs(client: Any, experiment_id: str, extra_filter: str = "") -> Iterator[Any]:
-    token: str | None = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING'{extra_filter}",
-                                  max_results=1000, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
 
 
 def end_active_runs(status: str = "KILLED") -> None:

@@ -1,7 +1,7 @@
-"""The transfer sweep in MLflow: ``SweepRuns`` (``autos.executors.run_cells``'s hooks, called in the driver only)
+"""The transfer sweep in MLflow: ``SweepRuns`` (``autos.sweep.executors.run_cells``'s hooks, called in the driver only)
 and the parent run's summary (``log_sweep_summary``). What is logged where: stages/transfer.py's docstring.
 
-It changes no result row, so it is left out of the cell code hash (``autos.cells.RESULT_NEUTRAL``).
+It changes no result row, so it is left out of the cell code hash (``autos.sweep.cells.RESULT_NEUTRAL``).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from autos.cells import DENSE, CellKey, CellResult, CellStore
 from autos.config import ExecutionConfig
-from autos.executors import CellTask, run_cells
-from autos.records import RunKey
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore
+from autos.sweep.executors import CellTask, run_cells
+from autos.sweep.records import RunKey
 from autos.tracking import RunHandle, Tracker
 
-log = logging.getLogger("autos.sweep_tracking")
+log = logging.getLogger("autos.tracking.sweep")
 
 PER_LAYER = ("layer_density", "layer_effective_density")
 
@@ -160,7 +160,7 @@ class SweepRuns:
         if "layer_density" in row:
             handle.log_dict({k: row[k] for k in PER_LAYER if k in row}, "layer_density.json")
         try:
-            from autos.run_plots import run_figure
+            from autos.tracking.run_plots import run_figure
 
             tmp.mkdir(parents=True, exist_ok=True)
             path = run_figure(history, row.get("layer_density"), run.title, tmp / "training_and_density.png")
@@ -178,7 +178,7 @@ def log_sweep_summary(tracker: Tracker, target: str, rows: Sequence[Mapping[str,
     tracker.set_tags({"autos.cells_total": cells_total, "autos.cells_cached": cells_total - cells_run,
                       "autos.cells_run": cells_run})
     try:
-        from autos.run_plots import sweep_figure
+        from autos.tracking.run_plots import sweep_figure
 
         with tempfile.TemporaryDirectory(prefix="autos-sweep-plot-") as tmp:
             labelled = [{**row, "label": RunKey.of_row(row).label} for row in rows]

@@ -5,8 +5,8 @@ and best-epoch accuracy, seconds spent selecting the mask and training. The dens
 same init with the same recipe. Modifiers (Frankle et al. 2021 sanity checks) re-train a method's mask shuffled
 within layers, with re-initialised weights, or inverted.
 
-``run_cell`` computes one cell (``autos.cells``); a sweep's cells run through ``autos.executors.run_cells``, the one
-loop (resumable, local or on Ray).
+``run_cell`` computes one cell (``autos.sweep.cells``); a sweep's cells run through
+``autos.sweep.executors.run_cells``, the one loop (resumable, local or on Ray).
 """
 
 from __future__ import annotations
@@ -21,17 +21,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from autos import modifiers
-from autos.batches import ImageData
-from autos.cells import DENSE, CellKey, CellResult
 from autos.config import ModelSpec, StudyConfig
-from autos.health import effective_summary
 from autos.masking import Masks, classifier_name, mask_summary
-from autos.oracle import keeps_mask, pack_masks
+from autos.masking.health import effective_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult
-from autos.records import RunKey
+from autos.sweep import modifiers
+from autos.sweep.cells import DENSE, CellKey, CellResult
+from autos.sweep.oracle import keeps_mask, pack_masks
+from autos.sweep.records import RunKey
 from autos.training import evaluate_only, train
+from autos.training.batches import ImageData
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ def run_cell(
         stats: dict[str, Any] = {}
         if masks is not None:
             summary = mask_summary(masks)
-            stats = {"achieved_sparsity": summary["sparsity"], "achieved_density": summary["density"],
-                     "min_layer_density": summary["min_layer_density"], "empty_layers": summary["empty_layers"],
-                     "layer_density": summary["layer_density"]}
+            stats = {"achieved_sparsity": summary.sparsity, "achieved_density": summary.density,
+                     "min_layer_density": summary.min_layer_density, "empty_layers": summary.empty_layers,
+                     "layer_density": summary.layer_density}
             effective = effective_summary(model, masks, input_size)
             stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
                          layer_effective_density=effective["layer_effective_density"])

@@ -1,6 +1,6 @@
 """Run a target's sweep cells: in this process (``execution.backend: local``) or as Ray tasks (``ray``).
 
-Either way the driver (the stage process) skips cells whose result file exists (``autos.cells.CellStore``), saves
+Either way the driver (the stage process) skips cells whose result file exists (``autos.sweep.cells.CellStore``), saves
 each finished cell's rows at once, and tells the caller what happens through hooks, all called in the driver, so
 MLflow is written by one process only and ``results.json`` has the same rows whatever the backend or the
 interruptions:
@@ -41,13 +41,13 @@ from typing import Any
 
 import torch
 
-from autos.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message
 from autos.config import ExecutionConfig, StudyConfig
 from autos.data.prepared import PreparedData, load_prepared
 from autos.device import resolve_device
 from autos.errors import AutosError
 from autos.models import model_for
 from autos.progress import Clock, SweepProgress, percent
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message
 from autos.watchdog import beat
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ _preloaded: dict[Path, PreparedData] = {}
 
 def execute_cell(task: CellTask, key: CellKey) -> CellResult:
     """Run one cell (in the driver or in a Ray worker)."""
-    from autos.transfer import run_cell  # transfer imports the pruners; workers pay for it once
+    from autos.sweep.run_cell import run_cell  # transfer imports the pruners; workers pay for it once
 
     if task.torch_threads is not None:
         torch.set_num_threads(task.torch_threads)  # CPU results depend on the thread count: fix it per cell

@@ -54,7 +54,7 @@ class CellResult:
     histories: list[list[dict[str, float]]]
     cell_id: str = ""
     logged: bool = False  # whether the driver has mirrored it to MLflow
-    mask: dict[str, Any] | None = None  # the unmodified mask, packed, where the oracle needs it (autos.oracle)
+    mask: dict[str, Any] | None = None  # the unmodified mask, packed, where the oracle needs it (autos.sweep.oracle)
 
 
 def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
@@ -70,7 +70,7 @@ def plan_cells(cfg: StudyConfig, target: str) -> list[CellKey]:
 
 # Library modules that cannot change a cell's rows (MLflow, log lines, figures, the report, the user-facing CLI and
 # API): editing them must not throw away days of finished cells. tests/test_cells.py checks that the code computing
-# a cell (autos.transfer and what it imports) imports none of them.
+# a cell (autos.sweep.run_cell and what it imports) imports none of them.
 RESULT_NEUTRAL = ("tracking.py", "mlflow_scorer.py", "run_plots.py", "sweep_tracking.py", "report", "cli.py",
                   "api.py", "data_adapters.py", "methods_doc.py")
 

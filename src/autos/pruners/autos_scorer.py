@@ -68,6 +68,7 @@ class AutoS(ScorePruner[AutoSSettings]):
     """The learned scorer's output for every weight's features, ranked globally (docs/reference/autos.md §5.3)."""
 
     Settings = AutoSSettings
+    title = "AutoS"
     needs_data = True
 
     def __init__(self, settings: AutoSSettings | None = None) -> None:
@@ -99,7 +100,7 @@ class AutoS(ScorePruner[AutoSSettings]):
         result = super().prune(ctx, density)
         if self.settings.within_layer == "score":
             return result
-        from autos.modifiers import shuffle_within_layers  # modifiers imports the pruner base
+        from autos.sweep.modifiers import shuffle_within_layers  # modifiers imports the pruner base
 
         # the per-layer counts of the scorer's selection, positions uniform within each layer (sanity check S1 as a
         # method); no scores to re-rank, so the invert modifier skips it

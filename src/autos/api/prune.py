@@ -9,7 +9,7 @@ loop, ``autos.remove`` makes it permanent.
 
 ``prune`` runs the pipeline's own code: the method's ``Pruner`` on a ``PruneContext`` built from the model and the
 data, selecting with ``autos.masking.select_mask`` (exact kept counts, deterministic ties), then the mask health
-checks of ``autos.health`` (layer collapse, effective sparsity). How data are read: ``autos.data_adapters``.
+checks of ``autos.masking.health`` (layer collapse, effective sparsity). How data are read: ``autos.api.adapters``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from pydantic import BaseModel, ValidationError
 from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
-from autos.batches import ImageData
+from autos.api.adapters import NoData, as_image_data, shape_only_data
 from autos.config import FeaturesConfig, TrainRecipe
-from autos.data_adapters import NoData, as_image_data, shape_only_data
-from autos.health import effective_summary
 from autos.masking import Masks, density_of, layer_densities
+from autos.masking.health import effective_summary
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, Pruner, PruneResult
-from autos.transfer import dataset_classes
+from autos.sweep.run_cell import dataset_classes
+from autos.training.batches import ImageData
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def prune(
         method: a registered method (``autos.pruners.PRUNERS``: ``snip``, ``synflow``, ``autos``, ...).
         sparsity: the fraction of prunable weights removed, in (0, 1). Kept count: round-half-up of
             ``(1 - sparsity) * N`` (per layer for layer-wise methods), as everywhere in the pipeline.
-        data: what data-driven methods read (``autos.data_adapters.as_image_data``): a DataLoader of
+        data: what data-driven methods read (``autos.api.adapters.as_image_data``): a DataLoader of
             ``(images, labels)`` batches or an ``(images, labels)`` pair (float images as your model takes them,
             already normalised, or uint8 mapped to [0, 1]), ``(train, test)`` of either (methods that train report
             accuracy on ``test``; otherwise the one split serves both), or ``autos.data`` prepared data.
@@ -249,7 +249,7 @@ def prune(
             Dissipating, Pruning from Scratch, Lottery Jackpots, IRP); ignored by the others.
         input_shape: ``(C, H, W)`` when ``data`` is None, for data-free methods that build an input (SynFlow) and
             for the effective-sparsity check; read from the data otherwise.
-        features: AutoS only (``autos.pruners.autos``): the target's features follow the config stored with the
+        features: AutoS only (``autos.pruners.autos_scorer``): the target's features follow the config stored with the
             scorer; this one (a ``FeaturesConfig`` or dict) serves an old scorer that stored none, and its
             ``gradient_max_batches``, when set, caps the g0 pass (a compute budget).
 

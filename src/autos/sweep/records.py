@@ -1,4 +1,4 @@
-"""The one typed record of a transfer run, shared by ``autos.transfer``, its stage and the report.
+"""The one typed record of a transfer run, shared by ``autos.sweep.run_cell``, its stage and the report.
 
 ``RunKey`` names a run: (target, method, sparsity, seed, modifier). ``run_label`` is the one label function,
 ``method`` or ``method+modifier``; every other name derives from it: ``RunKey.name`` / ``RunKey.title`` (the
@@ -31,7 +31,7 @@ class RunKey:
     method: str
     sparsity: float  # 0.0 = dense
     seed: int
-    modifier: str | None = None  # a sanity check (``autos.modifiers``), None for the method's own mask
+    modifier: str | None = None  # a sanity check (``autos.sweep.modifiers``), None for the method's own mask
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any], target: str | None = None) -> RunKey:

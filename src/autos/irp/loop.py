@@ -1,7 +1,7 @@
 """Iterative rewind pruning (IRP, lottery-ticket style) -> a survival count for every prunable weight.
 
 Each round scores the current model (magnitude of the trained weights, or SNIP), prunes globally to the
-round's density (``autos.schedules``; already pruned weights stay pruned), rewinds the survivors to their
+round's density (``autos.irp.schedules``; already pruned weights stay pruned), rewinds the survivors to their
 initial values and retrains with the study recipe. The label of a weight is the number of rounds it survived,
 0..P (docs/reference/autos.md §3). With ``train_dense_first`` the dense net is trained before round 1
 (lottery-ticket IMP: round 1 then scores trained weights); without it, round 1 scores the untrained init, as the
@@ -27,14 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from autos.batches import ImageData, scoring_batches
 from autos.config import IRPConfig, TrainRecipe
 from autos.errors import DataError
 from autos.files import TMP_SUFFIX, load_torch, save_torch
+from autos.irp.schedules import round_densities
 from autos.masking import Masks, apply_masks_, mask_summary, prunable_parameters, select_mask
 from autos.saliency import snip_scores
-from autos.schedules import round_densities
 from autos.training import TrainResult, train
+from autos.training.batches import ImageData, scoring_batches
 
 log = logging.getLogger(__name__)
 
@@ -255,9 +255,9 @@ def run_irp(
         log.info("IRP: resuming after round %d from %s", checkpoint.round, ckpt_dir)
 
     def finish_round(r: int, density: float, masks: Masks | None, result: TrainResult) -> None:
-        summary = mask_summary(masks) if masks is not None else {"density": 1.0, "min_layer_density": 1.0}
-        record = {"round": r, "requested_density": density, "density": summary["density"],
-                  "min_layer_density": summary["min_layer_density"], **result.metrics()}
+        summary = mask_summary(masks) if masks is not None else None
+        record = {"round": r, "requested_density": density, "density": summary.density if summary else 1.0,
+                  "min_layer_density": summary.min_layer_density if summary else 1.0, **result.metrics()}
         curve.append(record)
         log.info("IRP round %d: density %.4f final acc %.4f", r, record["density"], record["final_test_acc"])
         if ckpt_dir is not None:  # checkpoint first: a crash while logging must not lose the round

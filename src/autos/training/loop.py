@@ -1,7 +1,7 @@
 """The one train/eval loop, used by IRP rounds, dense and sparse training, and every method that trains.
 
-Batches come from ``autos.batches`` (seeded, augmented, in memory); the memory layout from
-``autos.channels_last``. Masks, when given, hold
+Batches come from ``autos.training.batches`` (seeded, augmented, in memory); the memory layout from
+``autos.training.channels_last``. Masks, when given, hold
 through training: pruned gradients are zeroed before the step and pruned weights after it. Extensions (logging,
 early selection criteria) hook in through ``Callback``.
 
@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from autos.batches import ImageData, Normalizer, device_batches, on_device
-from autos.channels_last import use_channels_last
 from autos.config import TrainRecipe
 from autos.masking import apply_masks_, mask_gradients_
+from autos.training.batches import ImageData, Normalizer, device_batches, on_device
+from autos.training.channels_last import use_channels_last
 from autos.watchdog import beat
 
 log = logging.getLogger(__name__)

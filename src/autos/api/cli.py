@@ -33,6 +33,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,7 @@ def prune_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if result.state_dict is not None:
         checkpoint["state_dict"] = {k: v.detach().cpu() for k, v in result.state_dict.items()}
     summary = {
-        **mask_summary(result.masks),  # density, sparsity, kept, total, layer_density, min_layer_density, ...
+        **asdict(mask_summary(result.masks)),  # density, sparsity, kept, total, layer_density, min_layer_density, ...
         "model": args.model, "width": None if is_factory_spec(args.model) else (args.width or DEFAULT_WIDTH),
         "seed": args.seed, "method": result.method, "settings": result.settings,
         "requested_sparsity": result.requested_sparsity, "effective_sparsity": result.effective_sparsity,

@@ -212,7 +212,7 @@ class ChannelCounter:
         return sum(kept[n] for n in self.prunable), sum(kept[n] * self.spatial[n] for n in self.shapes)
 
     def masks(self, keeps: list[Tensor]) -> Masks:
-        masks: Masks = {}
+        masks = Masks()
         for name in self.prunable:
             mask = torch.ones(self.shapes[name], dtype=torch.bool)
             if name in self.out_group:
@@ -240,6 +240,7 @@ class PruningFromScratch(Pruner[PfSSettings]):
     only)."""
 
     Settings = PfSSettings
+    title = "Pruning from Scratch"
     needs_data = True
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:

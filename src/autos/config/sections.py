@@ -17,18 +17,11 @@ rewritten ``channels_last: off`` as False.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from autos.config_errors import describe_loc, format_errors
-from autos.errors import ConfigError
+from autos.config.catalog import _catalog, _check_name, _nonempty_unique, _validate_settings
 
 MAX_BATCH_SIZE = 65536  # images per step: far beyond any GPU's memory for these models, so surely a typo
 MAX_SCORER_BATCH_SIZE = 2**22  # rows of the feature table per step (a row is a few floats)
@@ -49,91 +42,6 @@ class Strict(BaseModel):
     # or 3 (ints are still accepted for floats); allow_inf_nan=False: a NaN/inf lr would only show up as a
     # diverged run hours later.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class Catalog(Protocol):
-    """What validation needs from the registries; ``autos.study.RegistryCatalog`` is the real one."""
-
-    def names(self, kind: str) -> list[str]:
-        """Registered names of a kind: model, dataset, method, scorer or feature."""
-
-    def settings_model(self, kind: str, name: str) -> type[BaseModel]:
-        """The ``Settings`` model of a registered method or scorer."""
-
-    def base_inputs(self) -> tuple[str, ...]:
-        """Feature columns every table has (w0, g0)."""
-
-    def extra_inputs(self, scorer: str, settings: BaseModel) -> list[str]:
-        """The extra feature columns a scorer with these settings reads."""
-
-
-def _catalog(info: ValidationInfo) -> Catalog | None:
-    context = info.context if isinstance(info.context, dict) else {}
-    return context.get("catalog")
-
-
-def _check_name(kind: str, name: str, info: ValidationInfo) -> str:
-    catalog = _catalog(info)
-    if catalog is not None and name not in catalog.names(kind):
-        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(catalog.names(kind))}")
-    return name
-
-
-def _nonempty_unique(value: list[Any], what: str) -> list[Any]:
-    """Refuse an empty list (a study over nothing) and repeated entries (duplicate rows or metric keys)."""
-    if not value:
-        raise ValueError(f"at least one {what} is required")
-    repeated = sorted({v for v in value if value.count(v) > 1}, key=str)
-    if repeated:
-        raise ValueError(f"each {what} must be listed once; repeated: {', '.join(map(repr, repeated))}")
-    return value
-
-
-def _non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:
-    """(dotted path, value) of every NaN/inf float inside raw settings (nested dicts and lists)."""
-    if isinstance(value, float):
-        return [] if math.isfinite(value) else [(path, value)]
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, (list, tuple)):
-        items = enumerate(value)
-    else:
-        return []
-    return [hit for key, item in items for hit in _non_finite(item, f"{path}.{key}" if path else str(key))]
-
-
-def _validate_settings(catalog: Catalog, kind: str, values: dict[str, Any],
-                       prefix: str | None = None) -> dict[str, Any]:
-    """Validate per-name settings against each registered entry's ``Settings`` model; report every problem.
-
-    Problems are dotted paths relative to the field holding ``values``: ``<name>.<key>``, or ``<prefix>.<key>``
-    when the settings sit under a fixed key (``scorer.settings``). Raised as one ``nested_problems`` error
-    (a ValueError) that ``_format_errors`` expands into one line per problem.
-    """
-    problems: list[str] = []
-    validated: dict[str, Any] = {}
-    for name, raw in values.items():
-        where = prefix or name
-        if name not in catalog.names(kind):
-            problems.append(f"{where}: unknown {kind} {name!r}; allowed: {', '.join(catalog.names(kind))}")
-            continue
-        settings_model = catalog.settings_model(kind, name)
-        raw = {} if raw is None else raw
-        reported: set[str] = set()
-        try:
-            # The registries' Settings models live with their code and are lax; validate them as strictly as
-            # the sections here (strict types) since they come from the same params file.
-            validated[name] = settings_model.model_validate(raw, strict=True)
-        except ValidationError as exc:
-            problems += [f"{where}.{line}" for line in format_errors(exc, settings_model)]
-            reported = {describe_loc(tuple(err["loc"])) for err in exc.errors()}
-        # ...and refuse NaN/inf as the sections do (a Settings model cannot be given allow_inf_nan from here)
-        problems += [f"{where}.{path}: Input should be a finite number (got {value!r})"
-                     for path, value in _non_finite(raw) if path not in reported]
-    if problems:
-        raise PydanticCustomError("nested_problems", "{summary}", {"summary": "; ".join(problems),
-                                                                   "problems": problems})
-    return validated
 
 
 # --------------------------------------------------------------------------- sections
@@ -386,7 +294,7 @@ class TrackingConfig(Strict):
 
 
 class ExecutionConfig(Strict):
-    """How the transfer stage runs its cells (autos.executors). It changes where work runs, not what it computes,
+    """How the transfer stage runs its cells (autos.sweep.executors). It changes where work runs, not what it computes,
     so it is no DVC param: switching backend re-runs nothing. CPU results depend on the torch thread count, so
     compare backends at the same ``num_cpus``."""
 
@@ -401,144 +309,3 @@ class ExecutionConfig(Strict):
         default=0.0, description="GPUs per cell on Ray; fractions pack several cells on one GPU")
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=2, description="ray: retries of a failed cell (exception, out of memory, lost worker)")
-
-
-class StudyConfig(Strict):
-    seed: Seed = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: DataConfig
-    pruning: PruningConfig = Field(default_factory=PruningConfig)
-    training: TrainRecipe
-    source: ModelSpec
-    irp: IRPConfig
-    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
-    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
-    transfer: TransferConfig
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
-
-    @field_validator("device")
-    @classmethod
-    def _device_present(cls, value: str) -> str:
-        if value == "cuda":
-            import torch  # only here: loading a config asks nothing of torch otherwise
-
-            if not torch.cuda.is_available():
-                raise ValueError("CUDA is not available on this machine; allowed here: 'auto', 'cpu'")
-        return value
-
-    @model_validator(mode="after")
-    def _sections_agree(self, info: ValidationInfo) -> StudyConfig:
-        problems = _cross_section_problems(self.data, _model_specs(self.source, self.transfer.targets),
-                                           self.features, self.scorer, _catalog(info))
-        if problems:
-            # one error carrying every problem (full dotted paths), expanded into lines by _format_errors
-            raise PydanticCustomError("nested_problems", "{summary}", {"summary": "; ".join(problems),
-                                                                       "problems": problems})
-        return self
-
-
-def _model_specs(source: ModelSpec | None, targets: Mapping[str, ModelSpec | None]) -> dict[str, ModelSpec | None]:
-    return {"source": source, **{f"transfer.targets.{k}": v for k, v in targets.items()}}
-
-
-def _cross_section_problems(data: DataConfig | None, specs: dict[str, ModelSpec | None],
-                            features: FeaturesConfig | None, scorer: ScorerConfig | None,
-                            catalog: Catalog | None) -> list[str]:
-    """Problems that only show when two sections are read together (None: that section is itself invalid)."""
-    problems = []
-    if data is not None:
-        for path, spec in specs.items():
-            if spec is not None and spec.dataset not in data.datasets:
-                problems.append(
-                    f"{path}.dataset: {spec.dataset!r} is not prepared; declare it under data.datasets "
-                    f"(declared: {', '.join(data.datasets) or 'none'})"
-                )
-    if features is not None and scorer is not None and catalog is not None:
-        # The scorer is trained on the source's feature table, which holds w0, g0 and features.extra only; a
-        # missing column would otherwise fail in train_scorer, after the (long) IRP and features stages.
-        settings = _validate_settings(catalog, "scorer", {scorer.name: scorer.settings}, prefix="settings")
-        missing = [c for c in catalog.extra_inputs(scorer.name, settings[scorer.name]) if c not in features.extra]
-        if missing:
-            where = "" if "inputs" in scorer.settings else f" (the {scorer.name!r} scorer's default inputs)"
-            problems.append(
-                f"scorer.settings.inputs: column(s) {', '.join(missing)}{where} are not in the feature table; add "
-                f"them to features.extra (the table has: {', '.join([*catalog.base_inputs(), *features.extra])})"
-            )
-    return problems
-
-
-def _salvage_cross_section_problems(raw: dict[str, Any], catalog: Catalog | None) -> list[str]:
-    """Cross-section problems of a config that has other errors too, from the keys each check reads.
-
-    Pydantic skips ``StudyConfig``'s model validator when any field fails, so without this a user would meet
-    e.g. a scorer/features mismatch only after fixing an unrelated typo. Each check is given a section built
-    from only the keys it reads (the rest defaulted), so that e.g. a bad ``scorer.lr`` does not hide it.
-    """
-
-    def subset(model: type[Strict], section: Any, keys: tuple[str, ...]) -> Any:
-        if not isinstance(section, dict):  # a missing required section or a wrong type: reported already
-            return None
-        try:
-            return model.model_validate({k: section[k] for k in keys if k in section}, context=context)
-        except ValidationError:  # those keys themselves are invalid: reported already
-            return None
-
-    context = {"catalog": catalog}
-    transfer = raw.get("transfer")
-    targets = transfer.get("targets") if isinstance(transfer, dict) else None
-    spec_keys = ("model", "dataset")
-    specs = {k: subset(ModelSpec, v, spec_keys) for k, v in targets.items()} if isinstance(targets, dict) else {}
-    return _cross_section_problems(
-        subset(DataConfig, raw.get("data"), ("datasets",)),
-        _model_specs(subset(ModelSpec, raw.get("source"), spec_keys), specs),
-        subset(FeaturesConfig, raw.get("features", {}), ("extra",)),
-        subset(ScorerConfig, raw.get("scorer", {}), ("name", "settings")),
-        catalog,
-    )
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def parse_config(raw: Any, source: str = "config", *, catalog: Catalog | None = None) -> StudyConfig:
-    """Validate raw params; with a ``catalog``, registry names, settings and cross-section rules too."""
-    if not isinstance(raw, dict):
-        raise ConfigError([f"<root>: expected a mapping of sections, got {type(raw).__name__}"], source)
-    try:
-        return StudyConfig.model_validate(raw, context={"catalog": catalog})
-    except ValidationError as exc:
-        problems = format_errors(exc, StudyConfig)
-        if any(err["loc"] for err in exc.errors()):  # a field failed, so StudyConfig's model validator did not run
-            problems += _salvage_cross_section_problems(raw, catalog)
-        raise ConfigError(problems, source) from None
-
-
-def read_params(path: str | Path) -> Any:
-    """A params file as plain dicts/lists, read as YAML 1.2 (what DVC writes); ConfigError if unreadable."""
-    path = Path(path)
-    # typ="safe": no arbitrary Python objects, and plain dict/list rather than ruamel's Commented* containers;
-    # pure=True: the same (pure-Python, YAML 1.2) resolver whether or not the C extension is installed.
-    yaml = YAML(typ="safe", pure=True)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError([f"file not found: {path}"], str(path)) from None
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        what = exc.problem or exc.context or type(exc).__name__
-        if exc.problem and exc.context and exc.context_mark is not None:  # e.g. where an unclosed '[' opened
-            opened = exc.context_mark
-            what += f" ({exc.context} at line {opened.line + 1}, column {opened.column + 1})"
-        raise ConfigError([f"not valid YAML at {where}: {what}"], str(path)) from None
-    except YAMLError as exc:
-        raise ConfigError([f"not valid YAML in {path}: {exc}"], str(path)) from None
-
-
-def load_config(path: str | Path = "params.yaml", *, catalog: Catalog | None = None) -> StudyConfig:
-    """Load and validate a params file; raises ConfigError listing every problem. Stages use
-    ``autos.study.load_study``, which passes the registries' catalog."""
-    return parse_config(read_params(path), str(path), catalog=catalog)

@@ -1,0 +1,36 @@
+"""Typed, strict study configuration: one pydantic model per ``params.yaml`` section (``sections``), the whole file
+(``study_config.StudyConfig``), reading it (``loading``) and what validation asks of the registries (``catalog``).
+
+Unknown keys, wrong types, out-of-range values, unknown registry names and sections that contradict each other all
+fail at load, together, each with its dotted path and the allowed values or range (``ConfigError``). This package
+imports no registry and no torch: ``autos.study.load_study`` passes the registries' catalog.
+"""
+
+from __future__ import annotations
+
+from autos.config.catalog import Catalog
+from autos.config.loading import load_config, parse_config, read_params
+from autos.config.sections import (
+    MAX_BATCH_SIZE,
+    MAX_SCORER_BATCH_SIZE,
+    MAX_SEED,
+    DataConfig,
+    DatasetSettings,
+    ExecutionConfig,
+    FeaturesConfig,
+    IRPConfig,
+    ModelSpec,
+    PruningConfig,
+    ScorerConfig,
+    Strict,
+    TrackingConfig,
+    TrainRecipe,
+    TransferConfig,
+)
+from autos.config.study_config import StudyConfig
+
+__all__ = [
+    "MAX_BATCH_SIZE", "MAX_SCORER_BATCH_SIZE", "MAX_SEED", "Catalog", "DataConfig", "DatasetSettings",
+    "ExecutionConfig", "FeaturesConfig", "IRPConfig", "ModelSpec", "PruningConfig", "ScorerConfig", "Strict",
+    "StudyConfig", "TrackingConfig", "TrainRecipe", "TransferConfig", "load_config", "parse_config", "read_params",
+]

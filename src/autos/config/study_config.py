@@ -1,0 +1,120 @@
+"""The whole params file as one model (``StudyConfig``) and the rules that read two sections together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from autos.config.catalog import Catalog, _catalog, _validate_settings
+from autos.config.sections import (
+    DataConfig,
+    ExecutionConfig,
+    FeaturesConfig,
+    IRPConfig,
+    ModelSpec,
+    PruningConfig,
+    ScorerConfig,
+    Seed,
+    Strict,
+    TrackingConfig,
+    TrainRecipe,
+    TransferConfig,
+)
+
+
+class StudyConfig(Strict):
+    seed: Seed = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    training: TrainRecipe
+    source: ModelSpec
+    irp: IRPConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    transfer: TransferConfig
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+
+    @field_validator("device")
+    @classmethod
+    def _device_present(cls, value: str) -> str:
+        if value == "cuda":
+            import torch  # only here: loading a config asks nothing of torch otherwise
+
+            if not torch.cuda.is_available():
+                raise ValueError("CUDA is not available on this machine; allowed here: 'auto', 'cpu'")
+        return value
+
+    @model_validator(mode="after")
+    def _sections_agree(self, info: ValidationInfo) -> StudyConfig:
+        problems = _cross_section_problems(self.data, _model_specs(self.source, self.transfer.targets),
+                                           self.features, self.scorer, _catalog(info))
+        if problems:
+            # one error carrying every problem (full dotted paths), expanded into lines by _format_errors
+            raise PydanticCustomError("nested_problems", "{summary}", {"summary": "; ".join(problems),
+                                                                       "problems": problems})
+        return self
+
+
+def _model_specs(source: ModelSpec | None, targets: Mapping[str, ModelSpec | None]) -> dict[str, ModelSpec | None]:
+    return {"source": source, **{f"transfer.targets.{k}": v for k, v in targets.items()}}
+
+
+def _cross_section_problems(data: DataConfig | None, specs: dict[str, ModelSpec | None],
+                            features: FeaturesConfig | None, scorer: ScorerConfig | None,
+                            catalog: Catalog | None) -> list[str]:
+    """Problems that only show when two sections are read together (None: that section is itself invalid)."""
+    problems = []
+    if data is not None:
+        for path, spec in specs.items():
+            if spec is not None and spec.dataset not in data.datasets:
+                problems.append(
+                    f"{path}.dataset: {spec.dataset!r} is not prepared; declare it under data.datasets "
+                    f"(declared: {', '.join(data.datasets) or 'none'})"
+                )
+    if features is not None and scorer is not None and catalog is not None:
+        # The scorer is trained on the source's feature table, which holds w0, g0 and features.extra only; a
+        # missing column would otherwise fail in train_scorer, after the (long) IRP and features stages.
+        settings = _validate_settings(catalog, "scorer", {scorer.name: scorer.settings}, prefix="settings")
+        missing = [c for c in catalog.extra_inputs(scorer.name, settings[scorer.name]) if c not in features.extra]
+        if missing:
+            where = "" if "inputs" in scorer.settings else f" (the {scorer.name!r} scorer's default inputs)"
+            problems.append(
+                f"scorer.settings.inputs: column(s) {', '.join(missing)}{where} are not in the feature table; add "
+                f"them to features.extra (the table has: {', '.join([*catalog.base_inputs(), *features.extra])})"
+            )
+    return problems
+
+
+def _salvage_cross_section_problems(raw: dict[str, Any], catalog: Catalog | None) -> list[str]:
+    """Cross-section problems of a config that has other errors too, from the keys each check reads.
+
+    Pydantic skips ``StudyConfig``'s model validator when any field fails, so without this a user would meet
+    e.g. a scorer/features mismatch only after fixing an unrelated typo. Each check is given a section built
+    from only the keys it reads (the rest defaulted), so that e.g. a bad ``scorer.lr`` does not hide it.
+    """
+
+    def subset(model: type[Strict], section: Any, keys: tuple[str, ...]) -> Any:
+        if not isinstance(section, dict):  # a missing required section or a wrong type: reported already
+            return None
+        try:
+            return model.model_validate({k: section[k] for k in keys if k in section}, context=context)
+        except ValidationError:  # those keys themselves are invalid: reported already
+            return None
+
+    context = {"catalog": catalog}
+    transfer = raw.get("transfer")
+    targets = transfer.get("targets") if isinstance(transfer, dict) else None
+    spec_keys = ("model", "dataset")
+    specs = {k: subset(ModelSpec, v, spec_keys) for k, v in targets.items()} if isinstance(targets, dict) else {}
+    return _cross_section_problems(
+        subset(DataConfig, raw.get("data"), ("datasets",)),
+        _model_specs(subset(ModelSpec, raw.get("source"), spec_keys), specs),
+        subset(FeaturesConfig, raw.get("features", {}), ("extra",)),
+        subset(ScorerConfig, raw.get("scorer", {}), ("name", "settings")),
+        catalog,
+    )
