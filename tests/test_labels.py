@@ -31,6 +31,7 @@ from autos.scorer.labels import (
     within_layer_percentiles,
 )
 from autos.scorer.metrics import residual_metrics
+from autos.study import scorer_config
 
 P = 4
 SHAPES = [(32, 16, 3, 3), (64, 32, 3, 3), (10, 64)]
@@ -103,7 +104,7 @@ def test_residual_of_a_pure_magnitude_label_is_small_and_of_a_mixed_one_carries_
 
 def test_a_scorer_learns_the_residual_where_w0_and_random_do_not() -> None:
     table = _table(0.3)
-    cfg = ScorerConfig(name="mlp", settings={"inputs": EXTRA, "hidden": [32, 32]}, epochs=6, batch_size=256,
+    cfg = scorer_config(name="mlp", settings={"inputs": EXTRA, "hidden": [32, 32]}, epochs=6, batch_size=256,
                        lr=3e-3, seed=0, label="residual_rank", holdout_fraction=0.2)
     train, held = split_rows(table.num_rows, cfg.holdout_fraction, cfg.seed)
     label = source_label(table, cfg.label, cfg.label_bins, train)

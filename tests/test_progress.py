@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from rows import make_row
 
 from autos import training
 from autos.config import ExecutionConfig, TrainRecipe
@@ -140,20 +141,21 @@ def test_run_cells_logs_a_counter_with_eta(tmp_path: Path, monkeypatch: pytest.M
     keys = plan_cells(cfg, "vgg16_cifar10")
     cells = [(k, f"cell{i}") for i, k in enumerate(keys)]
     store = CellStore(tmp_path)
-    cached = CellResult(keys[0], [{"a": 1}], [[]], cell_id="cell0")
+    cached = CellResult(keys[0], [make_row(keys[0])], [[]], cell_id="cell0")
     store.save(cached)
     clock = FakeClock()
     events: list[str] = []
 
-    def execute(task: CellTask, key: CellKey) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object) -> CellResult:
         clock.advance(30)
         events.append(f"run {key.sparsity}")
-        return CellResult(key, [{"a": 2}], [[]])
+        return CellResult(key, [make_row(key)], [[]])
 
     monkeypatch.setattr(executors, "execute_cell", execute)
     caplog.set_level(logging.INFO, logger="autos.sweep.executors")
-    task = CellTask(cfg=cfg, data_dir=tmp_path, root=REPO, cache_dir=tmp_path, torch_threads=None)  # type: ignore[arg-type]
-    results = run_cells(cells, task, store, ExecutionConfig(), lambda c: events.append(f"done {c.cell_id}"),
+    task = CellTask(cfg=cfg, root=REPO, cache_dir=tmp_path, torch_threads=None)  # type: ignore[arg-type]
+    results = run_cells(cells, task, None, store, ExecutionConfig(),  # type: ignore[arg-type]
+                        lambda c: events.append(f"done {c.cell_id}"),
                         on_start=lambda k, c: events.append(f"start {c}"),
                         on_finish=lambda r: events.append(f"finish {r.cell_id}"), clock=clock)
     assert [r.cell_id for r in results] == ["cell0", "cell1", "cell2"]
@@ -170,13 +172,14 @@ def test_a_failing_local_cell_is_reported_then_raised(tmp_path: Path, monkeypatc
     cells = [(k, f"cell{i}") for i, k in enumerate(plan_cells(cfg, "vgg16_cifar10"))]
     failed: list[tuple[str, str]] = []
 
-    def execute(task: CellTask, key: CellKey) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object) -> CellResult:
         raise ValueError("first line\nthe reason")
 
     monkeypatch.setattr(executors, "execute_cell", execute)
-    task = CellTask(cfg=cfg, data_dir=tmp_path, root=REPO, cache_dir=tmp_path, torch_threads=None)  # type: ignore[arg-type]
+    task = CellTask(cfg=cfg, root=REPO, cache_dir=tmp_path, torch_threads=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="the reason"):
-        run_cells(cells, task, CellStore(tmp_path), ExecutionConfig(), lambda c: None,
+        run_cells(cells, task, None, CellStore(tmp_path), ExecutionConfig(),  # type: ignore[arg-type]
+                  lambda c: None,
                   on_fail=lambda k, c, m: failed.append((c, m)))
     assert failed == [("cell0", "the reason")]
 

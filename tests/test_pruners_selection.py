@@ -16,8 +16,7 @@ from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, PruneResult, ScorePruner, ScoreSettings, layer_floor_counts, prune_loop
 from autos.pruners.erk import erk_counts
 from autos.pruners.synflow import linearize_, synflow_scores
-from autos.sweep.modifiers import invert, scope_of, selection_scope
-from autos.sweep.run_cell import _apply_modifier
+from autos.sweep.modifiers import MODIFIERS, invert, scope_of, selection_scope
 
 DATA = make_tiny_data()
 
@@ -197,13 +196,13 @@ def test_modifiers_read_the_recorded_scope_not_the_mask() -> None:
     # a mask that looks layer-wise, recorded as global: the record wins
     result = PruneResult(masks=layerwise, scores=scores, scope="global")
     assert scope_of(result, 0.2) == "global"
-    inverted, _ = _apply_modifier("invert", result, ctx, 0.2, seed=1)
+    inverted, _ = MODIFIERS.get("invert").variant(result, ctx, 0.2, 1)
     expected = invert(scores, 0.2, "global")
     assert all(torch.equal(inverted[n], expected[n]) for n in expected)
     # no record: the scope is read off the mask (the fallback, for hand-built results)
     unrecorded = PruneResult(masks=layerwise, scores=scores)
     assert scope_of(unrecorded, 0.2) == selection_scope(layerwise, 0.2) == "layerwise"
-    inverted, _ = _apply_modifier("invert", unrecorded, ctx, 0.2, seed=1)
+    inverted, _ = MODIFIERS.get("invert").variant(unrecorded, ctx, 0.2, 1)
     expected = invert(scores, 0.2, "layerwise")
     assert all(torch.equal(inverted[n], expected[n]) for n in expected)
 
@@ -212,5 +211,5 @@ def test_random_records_layerwise_and_its_inversion_keeps_every_layer_count() ->
     ctx = _ctx()
     result = PRUNERS.get("random")().prune(ctx, 0.3)
     assert result.scope == "layerwise"
-    inverted, _ = _apply_modifier("invert", result, ctx, 0.3, seed=1)
+    inverted, _ = MODIFIERS.get("invert").variant(result, ctx, 0.3, 1)
     assert {n: int(m.sum()) for n, m in inverted.items()} == {n: int(m.sum()) for n, m in result.masks.items()}

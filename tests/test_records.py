@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 
 import pytest
+from rows import make_row
 
+from autos.sweep.cells import CellKey
 from autos.sweep.records import RunKey, label_of, run_label, transfer_metrics
 
 ROWS = [
@@ -49,9 +51,7 @@ def test_run_key_names_and_row_fields() -> None:
 
 
 def test_transfer_metrics_are_flat_percent_means_over_seeds() -> None:
-    rows = [{"target": "t", "method": "snip", "modifier": "", "sparsity": 0.9, "seed": s, "final_test_acc": a}
-            for s, a in ((0, 0.5), (1, 0.6))]
-    rows.append({"target": "t", "method": "dense", "modifier": "", "sparsity": 0.0, "seed": 0, "final_test_acc": 0.7})
-    rows.append({"target": "t", "method": "snip", "modifier": "shuffle", "sparsity": 0.9, "seed": 0,
-                 "final_test_acc": 0.25})
+    rows = [make_row(CellKey("t", "snip", 0.9, s), a) for s, a in ((0, 0.5), (1, 0.6))]
+    rows.append(make_row(CellKey("t", "dense", 0.0, 0), 0.7))
+    rows.append(make_row(CellKey("t", "snip", 0.9, 0), 0.25, "shuffle"))
     assert transfer_metrics(rows) == {"snip@0.9": 55.0, "dense": 70.0, "snip+shuffle@0.9": 25.0}

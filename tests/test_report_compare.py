@@ -204,7 +204,7 @@ def test_fallback_kinds_mirror_the_registry() -> None:
 def test_stage_logs_verdicts_under_valid_mlflow_keys() -> None:
     import re
 
-    from stages.report import verdict_mlflow_metrics
+    from autos.pipeline.report import verdict_mlflow_metrics
 
     payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]}, sparsity=0.995)
     metrics = verdict_mlflow_metrics(verdict_metrics({"vgg16_cifar10": payload}))
@@ -220,9 +220,9 @@ def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, mon
     import yaml
 
     from autos.paths import study_paths
+    from autos.pipeline.context import StageContext
+    from autos.pipeline.report import run as main
     from autos.study import parse_study
-    from stages.common import StageContext
-    from stages.report import main
 
     repo = Path(__file__).resolve().parents[1]
     raw = yaml.safe_load((repo / "configs" / "smoke.yaml").read_text())

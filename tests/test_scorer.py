@@ -29,7 +29,7 @@ from autos.scorer import (
     trivial_baselines,
 )
 from autos.scorer.fit import batch_loss
-from autos.study import RegistryCatalog
+from autos.study import RegistryCatalog, scorer_config
 
 P = 5  # IRP rounds of the synthetic labels
 EXTRA = ["w0_layer_z", "g0_layer_z", "log_fan_in", "log_fan_out"]
@@ -76,7 +76,7 @@ def synthetic() -> tuple[list[LayerInfo], dict[str, dict[str, torch.Tensor]], pa
 @pytest.fixture(scope="module")
 def fitted_mlp(synthetic):  # noqa: ANN001, ANN201
     _, _, table = synthetic
-    cfg = ScorerConfig(name="mlp", settings={"hidden": [32, 32]}, epochs=8, batch_size=256, lr=3e-3, seed=0)
+    cfg = scorer_config(name="mlp", settings={"hidden": [32, 32]}, epochs=8, batch_size=256, lr=3e-3, seed=0)
     return fit_scorer(table, cfg, device="cpu")
 
 
@@ -253,7 +253,7 @@ def test_pairwise_loss_rewards_the_right_order_and_ignores_ties() -> None:
 
 def test_pairwise_scorer_learns_the_ranking(synthetic) -> None:  # noqa: ANN001
     _, _, table = synthetic
-    cfg = ScorerConfig(name="mlp", settings={"hidden": [32, 32]}, epochs=4, batch_size=256, lr=3e-3, seed=0,
+    cfg = scorer_config(name="mlp", settings={"hidden": [32, 32]}, epochs=4, batch_size=256, lr=3e-3, seed=0,
                        loss="pairwise")
     result = fit_scorer(table, cfg, device="cpu")
     assert result.history[-1].train_loss < result.history[0].train_loss < math.log(2)
@@ -265,7 +265,7 @@ def test_pairwise_scorer_learns_the_ranking(synthetic) -> None:  # noqa: ANN001
 
 def test_fit_is_deterministic_and_subsamples(synthetic) -> None:  # noqa: ANN001
     _, _, table = synthetic
-    cfg = ScorerConfig(name="mlp", settings={"hidden": [8]}, epochs=1, batch_size=512, max_train_rows=3000, seed=5)
+    cfg = scorer_config(name="mlp", settings={"hidden": [8]}, epochs=1, batch_size=512, max_train_rows=3000, seed=5)
     a = fit_scorer(table, cfg, device="cpu", max_history_rows=500)
     b = fit_scorer(table, cfg, device="cpu", max_history_rows=500)
     assert a.train_idx.size == 3000 and a.history_rows.size == 500
@@ -278,18 +278,18 @@ def test_fit_is_deterministic_and_subsamples(synthetic) -> None:  # noqa: ANN001
 
 def test_fit_reports_missing_columns(synthetic) -> None:  # noqa: ANN001
     _, _, table = synthetic
-    cfg = ScorerConfig(name="mlp", settings={"inputs": ["abs_w0"]}, epochs=1)
+    cfg = scorer_config(name="mlp", settings={"inputs": ["abs_w0"]}, epochs=1)
     with pytest.raises(DataError, match="abs_w0"):
         fit_scorer(table, cfg, device="cpu")
     unlabelled = table.drop_columns(["survived", "label"])
     with pytest.raises(DataError, match="label"):
-        fit_scorer(unlabelled, ScorerConfig(name="mlp", epochs=1), device="cpu")
+        fit_scorer(unlabelled, scorer_config(name="mlp", epochs=1), device="cpu")
 
 
 def test_paper_scorer_tiny_width_trains(synthetic) -> None:  # noqa: ANN001
     _, _, table = synthetic
     small = table.take(np.random.default_rng(0).choice(table.num_rows, 600, replace=False))
-    cfg = ScorerConfig(
+    cfg = scorer_config(
         name="paper", settings={"width": 4, "stem_hidden": 16}, epochs=2, batch_size=64, lr=1e-3, seed=0
     )
     result = fit_scorer(small, cfg, device="cpu")

@@ -1,5 +1,5 @@
 """A stage that reads a missing, corrupt, unsafe or mismatched IRP output stops with one line naming the file and
-exit status 1 (``autos.errors.DataError`` through ``stages.common.run_stage``), never a traceback."""
+exit status 1 (``autos.errors.DataError`` through ``autos.pipeline.context.run_stage``), never a traceback."""
 
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ def study(tmp_path, shared_data, monkeypatch) -> Path:
 
 
 def _features(root: Path) -> None:
-    from stages.common import StageContext
-    from stages.features import main
+    from autos.pipeline.context import StageContext
+    from autos.pipeline.features import run as main
 
     raw = yaml.safe_load((root / "params.yaml").read_text())
     main(StageContext(name="features", cfg=parse_study(raw), args=argparse.Namespace(params=str(root / "params.yaml")),

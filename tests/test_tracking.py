@@ -130,12 +130,12 @@ def test_killed_stage_runs_are_closed_on_the_next_start(store: Path, caplog: pyt
 INTERRUPTED_STAGE = """
 import sys, time
 from pathlib import Path
-import stages.common
+import autos.pipeline.context
 from autos.tracking import Tracker
-from stages.common import parser, run_stage
+from autos.pipeline.context import parser, run_stage
 
-stages.common.load_study = lambda path: None
-stages.common.study_paths = lambda root: None
+autos.pipeline.context.load_study = lambda path: None
+autos.pipeline.context.study_paths = lambda root: None
 
 def main(ctx):
     tracker = Tracker({experiment!r}, root=Path({root!r}))

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from rows import make_row
 from test_tracking import client_for, empty_db, store  # noqa: F401  (fixtures: a fresh SQLite store)
 
 from autos.config import ExecutionConfig
@@ -34,7 +35,7 @@ from autos.tracking import Tracker
 from autos.tracking.sweep import SweepRuns, log_sweep_summary, metric_label, parent_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-transfer_stage = importlib.import_module("stages.transfer")
+transfer_stage = importlib.import_module("autos.pipeline.transfer")
 
 EXPERIMENT = "test-sweep"
 TARGET = "vgg16_cifar10"
@@ -59,21 +60,14 @@ def _fake_rows(cfg: Any, key: CellKey) -> CellResult:
     rows, histories = [], []
     for i, modifier in enumerate(variants):
         acc = 0.9 - key.sparsity / 2 - 0.1 * i + 0.01 * key.seed
-        row: dict[str, Any] = {**RunKey(key.target, key.method, key.sparsity, key.seed, modifier).row_fields(),
-                               "final_test_acc": acc, "best_test_acc": acc + 0.01, "train_seconds": 0.5,
-                               "select_seconds": 0.25, "info": {"kind": "pai"}, "epochs": 2, "collapsed": False}
-        if key.method != DENSE:
-            row.update(achieved_sparsity=key.sparsity, layer_density={"features.0.weight": 1 - key.sparsity,
-                                                                      "fc.weight": 1 - key.sparsity / 2},
-                       layer_effective_density={"features.0.weight": 1 - key.sparsity, "fc.weight": 0.5})
-        rows.append(row)
+        rows.append(make_row(key, acc, modifier))
         histories.append([{"epoch": e, "train_loss": 2.0 / e, "train_acc": 0.2 * e, "lr": 0.1, "test_loss": 2.1 / e,
                            "test_acc": acc * e / 2} for e in (1, 2)])
     return CellResult(key, rows, histories)
 
 
 def _task(cfg: Any, tmp: Path) -> CellTask:
-    return CellTask(cfg=cfg, data_dir=tmp / "none", root=REPO, cache_dir=tmp / "cache", torch_threads=None)
+    return CellTask(cfg=cfg, root=REPO, cache_dir=tmp / "cache", torch_threads=None)
 
 
 def _runs(root: Path) -> list[Any]:
@@ -87,7 +81,7 @@ def _children(runs: list[Any], parent_id: str) -> list[Any]:
 
 
 def _sweep(root: Path, cfg: Any, cells: list[tuple[CellKey, str]], store_dir: Path,
-           execute: Callable[[CellTask, CellKey], CellResult], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+           execute: Callable[..., CellResult], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
     """One stage-like sweep under a parent run; returns (parent run id, results or the exception raised)."""
     monkeypatch.setattr(executors, "execute_cell", execute)
     tracker = Tracker(EXPERIMENT, root=root)
@@ -97,7 +91,7 @@ def _sweep(root: Path, cfg: Any, cells: list[tuple[CellKey, str]], store_dir: Pa
             parent_id = tracker.active_run_id()
             assert parent_id is not None
             sweep = SweepRuns(tracker, CellStore(store_dir), parent_id)
-            outcome = sweep.run(cells, _task(cfg, root), ExecutionConfig())
+            outcome = sweep.run(cells, _task(cfg, root), None, ExecutionConfig())  # type: ignore[arg-type]
             log_sweep_summary(tracker, TARGET, [row for cell in outcome for row in cell.rows], cells_total=len(cells),
                               cells_run=sweep.computed)
     except BaseException as exc:  # noqa: BLE001 - the tests look at what the sweep left behind
@@ -111,7 +105,7 @@ def test_runs_are_live_named_unique_and_summarised(store: Path, monkeypatch: pyt
     client = client_for(store)
     seen_live: list[tuple[str, str]] = []
 
-    def execute(task: CellTask, key: CellKey) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
         cid = dict(cells)[key]
         experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
         live = client.search_runs([experiment_id], filter_string=f"tags.cell = '{cid}'")
@@ -164,7 +158,7 @@ def test_cached_cells_are_not_logged_twice(store: Path, monkeypatch: pytest.Monk
     cells = _cells(cfg)
     computed: list[str] = []
 
-    def execute(task: CellTask, key: CellKey) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
         computed.append(key.name)
         return _fake_rows(cfg, key)
 
@@ -198,7 +192,7 @@ def test_unlogged_cached_cell_is_logged_once(store: Path, monkeypatch: pytest.Mo
         result.cell_id = cid
         cell_store.save(result)
 
-    def execute(task: CellTask, key: CellKey) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
         raise AssertionError("a cached cell must not run")
 
     first, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
@@ -219,7 +213,7 @@ def test_a_failing_cell_ends_failed_and_an_interrupted_one_killed(store: Path,  
     cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=[])
     cells = _cells(cfg)
 
-    def broken(task: CellTask, key: CellKey) -> CellResult:
+    def broken(task: CellTask, key: CellKey, data: object = None) -> CellResult:
         if key.method == "random":
             raise RuntimeError("boom\nout of memory in layer 3")
         return _fake_rows(cfg, key)
@@ -232,7 +226,7 @@ def test_a_failing_cell_ends_failed_and_an_interrupted_one_killed(store: Path,  
     assert failed.info.status == "FAILED" and failed.data.tags["error"] == "out of memory in layer 3"
     assert client_for(store).get_run(parent).info.status == "FAILED"
 
-    def interrupted(task: CellTask, key: CellKey) -> CellResult:
+    def interrupted(task: CellTask, key: CellKey, data: object = None) -> CellResult:
         raise KeyboardInterrupt
 
     parent, outcome = _sweep(store, cfg, cells, store / "b", interrupted, monkeypatch)
@@ -247,8 +241,7 @@ def test_names_and_metric_keys() -> None:
     assert RunKey("t", "snip", 0.995, 3, "invert").title == "t / snip+invert / s=99.5% / seed 3"
     assert RunKey("t", "dense", 0.0, 1).title == "t / dense / seed 1"
     assert metric_label("lottery_jackpots+shuffle") == "lottery_jackpots-shuffle"
-    rows = [{**RunKey("t", "snip", 0.9, s, m).row_fields(), "final_test_acc": 0.5 + s / 10}
-            for s in (0, 1) for m in (None, "reinit")]
+    rows = [make_row(CellKey("t", "snip", 0.9, s), 0.5 + s / 10, m) for s in (0, 1) for m in (None, "reinit")]
     assert parent_metrics(rows) == {"acc/snip/s90": pytest.approx(0.55), "acc/snip-reinit/s90": pytest.approx(0.55)}
 
 
@@ -322,12 +315,12 @@ def study(store: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 def test_transfer_stage_logs_a_readable_sweep(study: Path, capfd: pytest.CaptureFixture[str],
                                               caplog: pytest.LogCaptureFixture) -> None:
     from autos.paths import study_paths
-    from stages.common import StageContext
+    from autos.pipeline.context import StageContext
 
     cfg = _config(methods=["random"], modifiers=["shuffle"], sparsities=[0.9], seeds=[0])
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"experiment": EXPERIMENT})})
     caplog.set_level(logging.INFO)
-    transfer_stage.main(StageContext(name="transfer", cfg=cfg, root=study, paths=study_paths(study),
+    transfer_stage.run(StageContext(name="transfer", cfg=cfg, root=study, paths=study_paths(study),
                                      args=argparse.Namespace(target=TARGET, params="params.yaml")))
     rows = json.loads((study / "data" / "transfer" / TARGET / "results.json").read_text())["rows"]
     assert [(r["method"], r["modifier"]) for r in rows] == [("dense", ""), ("random", ""), ("random", "shuffle")]
@@ -361,7 +354,7 @@ def test_transfer_stage_logs_a_readable_sweep(study: Path, capfd: pytest.Capture
 @pytest.mark.timeout(600)
 def test_ray_cells_open_their_runs_when_a_slot_takes_them(store: Path, shared_data: Path) -> None:  # noqa: F811
     ray = pytest.importorskip("ray")
-    from autos.data import prepare_dataset
+    from autos.data import load_prepared, prepare_dataset
 
     prepared = store / "prepared" / "cifar10"
     prepare_dataset("cifar10", search_dirs=[shared_data], out_dir=prepared, download=False, download_dir=None,
@@ -382,12 +375,14 @@ def test_ray_cells_open_their_runs_when_a_slot_takes_them(store: Path, shared_da
             super().on_finish(cell)
 
     tracker = Tracker(EXPERIMENT, root=store)
-    task = CellTask(cfg=cfg, data_dir=prepared, root=REPO, cache_dir=store / "cache", torch_threads=1)
+    task = CellTask(cfg=cfg, root=REPO, cache_dir=store / "cache", torch_threads=1)
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
     try:
         with tracker.run(f"transfer {TARGET}"):
             parent_id = tracker.active_run_id()
-            results = Recorded(tracker, CellStore(store / "cells"), parent_id).run(cells, task, cfg.execution)
+            results = Recorded(tracker, CellStore(store / "cells"), parent_id).run(cells, task,
+                                                                                   load_prepared(prepared),
+                                                                                   cfg.execution)
     finally:
         ray.shutdown()
     assert [r.cell_id for r in results] == [cid for _, cid in cells]

@@ -18,14 +18,15 @@ from autos.pruners.base import PruneContext
 from autos.study import parse_study
 from autos.sweep import modifiers
 from autos.sweep.cells import plan_cells
-from autos.sweep.run_cell import _apply_modifier, dataset_classes, run_cell
+from autos.sweep.modifiers import MODIFIERS
+from autos.sweep.run_cell import dataset_classes, run_cell
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_target(cfg, target: str, data, *, build, cache_dir: Path) -> list[dict]:  # noqa: ANN001
     """Every row of a target's cells in this process (the stage runs the same cells through autos.sweep.executors)."""
-    return [row for key in plan_cells(cfg, target)
+    return [row.to_json() for key in plan_cells(cfg, target)
             for row in run_cell(cfg, key, data, build=build, device=torch.device("cpu"), cache_dir=cache_dir).rows]
 
 
@@ -89,7 +90,7 @@ def test_invert_of_a_layerwise_method_keeps_every_layer_count(tiny_data, method,
     ctx = _ctx(tiny_data)
     result = pruner.prune(ctx, density)
     assert result.scope == "layerwise"  # recorded by the method; the modifier reads it
-    inverted, _ = _apply_modifier("invert", result, ctx, density, seed=1)
+    inverted, _ = MODIFIERS.get("invert").variant(result, ctx, density, 1)
     assert _layer_counts(inverted) == _layer_counts(result.masks)
     assert not any(bool((inverted[n] & result.masks[n]).any()) for n in inverted)  # the lowest scores, disjoint
 
@@ -98,7 +99,7 @@ def test_invert_of_a_global_method_stays_global(tiny_data) -> None:
     pruner = PRUNERS.get("magnitude")(PRUNERS.get("magnitude").Settings(scope="global"))
     ctx = _ctx(tiny_data)
     result = pruner.prune(ctx, 0.2)
-    inverted, _ = _apply_modifier("invert", result, ctx, 0.2, seed=1)
+    inverted, _ = MODIFIERS.get("invert").variant(result, ctx, 0.2, 1)
     expected = modifiers.invert(result.scores, 0.2, "global")
     assert all(torch.equal(inverted[n], m) for n, m in expected.items())
     assert _layer_counts(inverted) != _layer_counts(result.masks)  # global magnitude shifts the per-layer budget

@@ -92,10 +92,12 @@ def import_closure(entries: Iterable[Path], roots: Mapping[str, Path], *, opaque
     return seen
 
 
-def code_digest(modules: Iterable[str], *, opaque: Collection[str] = (), exclude: Collection[str] = ()) -> str:
+def code_digest(modules: Iterable[str], *, opaque: Collection[str] = (), exclude: Collection[str] = (),
+                src: Path = SRC) -> str:
     """sha256 over the source of the import closure of the ``autos`` modules ``modules`` (file paths and bytes, in
-    path order), leaving out the modules in ``exclude`` (code that cannot change a result: log lines, progress)."""
-    roots = {"autos": SRC}
+    path order), leaving out the modules in ``exclude`` (code that cannot change a result: log lines, progress).
+    ``src``: the folder holding the ``autos`` package (another copy of the code, in tests)."""
+    roots = {"autos": src}
     modules = list(modules)
     entries = [module_file(name, roots) for name in modules]
     missing = [name for name, path in zip(modules, entries, strict=True) if path is None]
@@ -106,6 +108,6 @@ def code_digest(modules: Iterable[str], *, opaque: Collection[str] = (), exclude
     for path in sorted(files):
         if module_name(path, roots) in exclude:
             continue
-        digest.update(path.relative_to(SRC).as_posix().encode())
+        digest.update(path.relative_to(src).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

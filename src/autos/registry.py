@@ -75,5 +75,6 @@ class MethodRecord:
     title: str  # for people: figures, tables' captions, sentences ("SynFlow")
     kind: MethodKind
     needs_data: bool
+    reads_scorer: bool  # reads the study's trained AutoS scorer: its cells re-run when the scorer changes
     settings: type[Any]  # the method's pydantic Settings model
     module: str  # where it lives (``autos.pruners.synflow``)

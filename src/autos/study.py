@@ -44,6 +44,10 @@ class RegistryCatalog:
             from autos.features import EXTRA_FEATURES
 
             return EXTRA_FEATURES
+        if kind == "modifier":
+            from autos.sweep.modifiers import MODIFIERS
+
+            return MODIFIERS
         raise ValueError(f"unknown registry kind {kind!r}")
 
     def names(self, kind: str) -> list[str]:
@@ -77,11 +81,15 @@ def parse_study(raw: Any, source: str = "config") -> StudyConfig:
 
 
 def method_settings(cfg: StudyConfig, method: str) -> BaseModel:
-    """``transfer.method_settings.<method>`` as the method's typed Settings (strict, as validated at load)."""
-    model = RegistryCatalog().settings_model("method", method)
-    return model.model_validate(cfg.transfer.method_settings.get(method) or {}, strict=True)
+    """``transfer.method_settings.<method>`` as the method's typed Settings, validated once at load."""
+    return cfg.transfer.settings_of(method)
 
 
 def scorer_settings(scorer: ScorerConfig) -> BaseModel:
-    """``scorer.settings`` as the scorer's typed Settings (strict, as validated at load)."""
-    return RegistryCatalog().settings_model("scorer", scorer.name).model_validate(scorer.settings or {}, strict=True)
+    """``scorer.settings`` as the scorer's typed Settings, validated once at load."""
+    return scorer.typed_settings
+
+
+def scorer_config(**values: Any) -> ScorerConfig:
+    """A ``scorer`` section built in code (tests, benchmarks), validated as ``load_study`` validates it."""
+    return ScorerConfig.model_validate(values, context={"catalog": RegistryCatalog()})

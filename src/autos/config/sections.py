@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from autos.config.catalog import _catalog, _check_name, _nonempty_unique, _validate_settings
 
@@ -35,6 +35,10 @@ Sparsity = Annotated[
 ]
 BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]  # np.random.default_rng refuses negative seeds mid-stage
+
+
+_NOT_RESOLVED = ("typed settings exist only for a config validated with the registries' catalog: load it with "
+                 "autos.study.load_study (or parse_study)")
 
 
 class Strict(BaseModel):
@@ -211,8 +215,18 @@ class ScorerConfig(Strict):
     def _settings(self, info: ValidationInfo) -> ScorerConfig:
         catalog = _catalog(info)
         if catalog is not None:
-            _validate_settings(catalog, "scorer", {self.name: self.settings}, prefix="settings")
+            self._typed = _validate_settings(catalog, "scorer", {self.name: self.settings}, prefix="settings")[
+                self.name]
         return self
+
+    _typed: BaseModel | None = PrivateAttr(default=None)
+
+    @property
+    def typed_settings(self) -> BaseModel:
+        """``settings`` as the scorer's typed Settings, defaults filled in: validated once, at load."""
+        if self._typed is None:
+            raise RuntimeError(_NOT_RESOLVED)
+        return self._typed
 
 
 class TransferConfig(Strict):
@@ -222,8 +236,9 @@ class TransferConfig(Strict):
     sparsities: list[Sparsity]
     seeds: list[Seed] = [0]
     dense: bool = Field(default=True, description="also train each target dense (the sparsity-0 row)")
-    modifiers: list[Literal["shuffle", "reinit", "invert"]] = Field(
-        default_factory=list, description="sanity checks applied to every method's mask (Frankle et al. 2021)"
+    modifiers: list[str] = Field(
+        default_factory=list, description="sanity checks applied to every method's mask (Frankle et al. 2021; "
+        "autos.sweep.modifiers: shuffle, reinit, invert)"
     )
     modifier_methods: list[str] | None = Field(
         default=None,
@@ -272,6 +287,36 @@ class TransferConfig(Strict):
         if catalog is not None:
             _validate_settings(catalog, "method", value)
         return value
+
+    @field_validator("modifiers")
+    @classmethod
+    def _known_modifiers(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        for name in value:
+            _check_name("modifier", name, info)
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:  # would train the same variant twice and give duplicate rows
+            raise ValueError(f"each modifier must be listed once; repeated: {', '.join(map(repr, repeated))}")
+        return value
+
+    _typed: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve_settings(self, info: ValidationInfo) -> TransferConfig:
+        catalog = _catalog(info)
+        if catalog is not None:  # valid by now (the field validator reported any problem): keep the typed values
+            names = dict.fromkeys([*self.methods, *self.method_settings])
+            self._typed = _validate_settings(catalog, "method", {m: self.method_settings.get(m) for m in names})
+        return self
+
+    def settings_of(self, method: str) -> BaseModel:
+        """``method_settings.<method>`` as the method's typed Settings, defaults filled in: validated once, at load
+        (``autos.study.load_study``); the pruner receives this object."""
+        try:
+            return self._typed[method]
+        except KeyError:
+            if not self._typed:
+                raise RuntimeError(_NOT_RESOLVED) from None
+            raise KeyError(f"method {method!r} is not in this study (methods: {', '.join(self.methods)})") from None
 
     @field_validator("targets")
     @classmethod

@@ -42,7 +42,7 @@ class MethodRegistry(Registry[PrunerClass]):
     def record(self, name: str) -> MethodRecord:
         cls = self.get(name)
         return MethodRecord(name=name, title=cls.title, kind=cls.kind, needs_data=cls.needs_data,
-                            settings=cls.Settings, module=cls.__module__)
+                            reads_scorer=cls.reads_scorer, settings=cls.Settings, module=cls.__module__)
 
     def records(self) -> dict[str, MethodRecord]:
         return {name: self.record(name) for name in self.names()}

@@ -70,6 +70,7 @@ class AutoS(ScorePruner[AutoSSettings]):
     Settings = AutoSSettings
     title = "AutoS"
     needs_data = True
+    reads_scorer = True
 
     def __init__(self, settings: AutoSSettings | None = None) -> None:
         super().__init__(settings)

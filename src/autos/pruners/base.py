@@ -177,6 +177,7 @@ class Pruner(Generic[S]):
     name: ClassVar[str]  # the registry name, set by ``PRUNERS.register``
     title: ClassVar[str]  # its name for people ("SynFlow"): figures, captions, sentences
     needs_data: ClassVar[bool] = False  # whether it reads training images (else data-free: shapes only)
+    reads_scorer: ClassVar[bool] = False  # whether it reads the study's trained AutoS scorer (its cells key on it)
     kind: ClassVar[MethodKind] = "pai"  # autos.registry.MethodKind: pai, early or trained
 
     def __init__(self, settings: S | None = None) -> None:

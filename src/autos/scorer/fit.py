@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from autos.config import ScorerConfig
 from autos.errors import AutosError, DataError
-from autos.scorer.nets import SCORERS, ScorerNet, ScorerSettings, build_scorer
+from autos.scorer.nets import ScorerNet, ScorerSettings, build_scorer
 from autos.scorer.predict import predict
 
 log = logging.getLogger("autos.scorer")  # the package's name, as before the split: log lines read the same
@@ -138,7 +139,7 @@ def fit_scorer(
     """
     start = time.perf_counter()
     device = torch.device(device)
-    settings = SCORERS.get(cfg.name).Settings.model_validate(cfg.settings or {}, strict=True)
+    settings = cast(ScorerSettings, cfg.typed_settings)  # validated once, at load (autos.study.scorer_config)
     inputs = list(settings.inputs)
 
     num_rows = table.num_rows

@@ -15,13 +15,13 @@ interruptions:
 
 A line per finished cell reports the sweep's progress with an ETA (``autos.progress.SweepProgress``).
 
-Ray: with no ``execution.address`` (and no ``RAY_ADDRESS``) an embedded local instance starts with this
-machine's CPUs and GPUs; with an address, the stage joins that cluster (``ray start --head`` /
-``ray start --address``). A cell asks for ``execution.num_cpus`` / ``num_gpus`` (fractions pack several small
-trainings on one GPU); a worker gets only the cell's key and a small ``CellTask`` (the config, paths), loads the
-prepared data by path once per worker process, and returns the rows. A cell that raises, runs out of memory or
-loses its worker is retried ``execution.max_retries`` times, then reported with its id and error while the other
-cells go on; the stage exits non-zero at the end, with every finished cell kept. The number of cells in flight
+Ray: with no ``execution.address`` (and no ``RAY_ADDRESS``) an embedded local instance starts with this machine's
+CPUs and GPUs; with an address, the stage joins that cluster (``ray start --head`` / ``ray start --address``). A
+cell asks for ``execution.num_cpus`` / ``num_gpus`` (fractions pack several small trainings on one GPU); a worker
+gets the cell's key, a small ``CellTask`` (the config, paths) and the prepared data, put once into Ray's object
+store by the driver (no module-level cache in the workers), and returns the rows. A cell that raises, runs out of
+memory or loses its worker is retried ``execution.max_retries`` times, then reported with its id and error while the
+other cells go on; the stage exits non-zero at the end, with every finished cell kept. The number of cells in flight
 follows the cluster's resources as they are when a slot frees (nodes that join are used); an autoscaler that only
 adds nodes for queued work sees no queue.
 """
@@ -35,15 +35,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from autos.config import ExecutionConfig, StudyConfig
-from autos.data.prepared import PreparedData, load_prepared
-from autos.device import resolve_device
+from autos.data.prepared import PreparedData
+from autos.device import resolve_device, torch_threads
 from autos.errors import AutosError
 from autos.models import model_for
 from autos.progress import Clock, SweepProgress, percent
@@ -59,43 +58,27 @@ class ExecutionError(AutosError):
 
 @dataclass(frozen=True)
 class CellTask:
-    """What a worker needs besides the cell's key: plain, picklable values only."""
+    """What a worker needs besides the cell's key and the data: plain, picklable values only."""
 
     cfg: StudyConfig
-    data_dir: Path
     root: Path
     cache_dir: Path
-    torch_threads: int | None
+    torch_threads: int | None  # CPU threads a cell computes with (None: the process's count as it is)
 
 
-@lru_cache(maxsize=2)
-def _prepared(data_dir: Path) -> PreparedData:
-    return load_prepared(data_dir)
+def execute_cell(task: CellTask, key: CellKey, data: PreparedData) -> CellResult:
+    """Run one cell (in the driver or in a Ray worker) with ``task.torch_threads`` CPU threads."""
+    from autos.sweep.run_cell import run_cell  # run_cell imports the pruners; workers pay for it once
 
-
-def remember_data(data_dir: Path, data: PreparedData) -> None:
-    """Let in-process cells use data the stage has loaded already (no second load)."""
-    _preloaded[Path(data_dir)] = data
-
-
-_preloaded: dict[Path, PreparedData] = {}
-
-
-def execute_cell(task: CellTask, key: CellKey) -> CellResult:
-    """Run one cell (in the driver or in a Ray worker)."""
-    from autos.sweep.run_cell import run_cell  # transfer imports the pruners; workers pay for it once
-
-    if task.torch_threads is not None:
-        torch.set_num_threads(task.torch_threads)  # CPU results depend on the thread count: fix it per cell
-    data = _preloaded.get(task.data_dir) or _prepared(task.data_dir)
     spec = task.cfg.transfer.targets[key.target]
 
     def build(seed: int) -> torch.nn.Module:
         return model_for(spec, num_classes=data.num_classes, input_size=data.image_size, seed=seed)
 
     beat(f"cell {key.name}")
-    return run_cell(task.cfg, key, data, build=build, device=resolve_device(task.cfg.device), root=task.root,
-                    cache_dir=task.cache_dir)
+    with torch_threads(task.torch_threads):
+        return run_cell(task.cfg, key, data, build=build, device=resolve_device(task.cfg.device), root=task.root,
+                        cache_dir=task.cache_dir)
 
 
 OnDone = Callable[[CellResult], None]
@@ -116,8 +99,9 @@ def error_line(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else type(exc).__name__
 
 
-def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellStore, execution: ExecutionConfig,
-              on_done: OnDone, *, on_start: OnStart | None = None, on_finish: OnDone | None = None,
+def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData, store: CellStore,
+              execution: ExecutionConfig, on_done: OnDone, *, on_start: OnStart | None = None,
+              on_finish: OnDone | None = None,
               on_fail: OnFail | None = None, clock: Clock = time.monotonic) -> list[CellResult]:
     """Run every (key, cell id) not yet in ``store``; return all results in the given order (hooks: module doc)."""
     results: dict[str, CellResult] = {}
@@ -167,13 +151,13 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, store: CellS
         for key, cid in todo:
             start(key, cid)
             try:
-                result = execute_cell(task, key)
+                result = execute_cell(task, key, data)
             except Exception as exc:
                 fail(key, cid, error_line(exc))
                 raise
             finish(key, cid, result)
     else:
-        failures = _run_on_ray(todo, task, execution, start, finish, fail)
+        failures = _run_on_ray(todo, task, data, execution, start, finish, fail)
     if failures:
         raise ExecutionError(failed_cells_message(failures))
     return [results[cid] for _, cid in cells]
@@ -227,7 +211,7 @@ def slots(resources: Mapping[str, float], execution: ExecutionConfig) -> int:
     return max(1, int(min(fits) + 1e-9))
 
 
-def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: ExecutionConfig,
+def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData, execution: ExecutionConfig,
                 start: Callable[[CellKey, str], None], finish: Callable[[CellKey, str, CellResult], None],
                 fail: Callable[[CellKey, str, str], None]) -> list[tuple[CellKey, str, str]]:
     if not todo:
@@ -238,7 +222,7 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: 
         max_retries=execution.max_retries,  # lost workers (a crash, an out-of-memory kill)
         retry_exceptions=execution.max_retries > 0,  # exceptions raised by the cell itself
     )
-    task_ref = ray.put(task)
+    task_ref, data_ref = ray.put(task), ray.put(data)  # once: every cell reads the same objects
     queue = deque(todo)
     pending: dict[Any, tuple[CellKey, str]] = {}
     failures: list[tuple[CellKey, str, str]] = []
@@ -248,7 +232,7 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, execution: 
         while queue and (free > 0 or not pending):
             key, cid = queue.popleft()
             start(key, cid)
-            pending[remote.remote(task_ref, key)] = (key, cid)
+            pending[remote.remote(task_ref, key, data_ref)] = (key, cid)
             free -= 1
         done, _ = ray.wait(list(pending), num_returns=1)
         key, cid = pending.pop(done[0])

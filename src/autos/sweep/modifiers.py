@@ -9,17 +9,22 @@
   selections (SynFlow, any score method with ``iterations > 1``) must invert at every iteration instead: the
   ``invert`` setting of ``autos.pruners.base.ScoreSettings``.
 S4 (random at the same layer-wise densities) is S1.
+
+The sweep reads them by name from ``MODIFIERS`` (``transfer.modifiers``); a new check is one registered class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from autos.masking import SCOPES, Masks, invert_scores, kept_count, select_mask
-from autos.pruners.base import PruneContext, PruneResult, Scope
+from autos.masking import SCOPES, Masks, Scope, invert_scores, kept_count, select_mask
+from autos.pruners.base import PruneContext, PruneResult
+from autos.registry import Registry
 
 
 def shuffle_within_layers(masks: Mapping[str, Tensor], seed: int) -> Masks:
@@ -77,3 +82,54 @@ def selection_scope(masks: Mapping[str, Tensor], density: float, declared: str |
         return "layerwise" if declared == "layerwise" else "global"
     per_layer = all(int(m.sum()) == kept_count(m.numel(), density) for m in masks.values())
     return "layerwise" if per_layer else "global"
+
+
+# --------------------------------------------------------------------------- the registry the sweep reads
+
+Variant = tuple[Masks, dict[str, Tensor] | None]  # the mask to train and the weights to start from (None: the init)
+
+
+class Modifier(Protocol):
+    """A sanity check: the variant it trains from a method's result. ``applies`` says whether it can run on this
+    result (``invert`` needs re-rankable scores); a modifier that does not apply is skipped with a log line."""
+
+    def applies(self, result: PruneResult) -> bool: ...
+
+    def variant(self, result: PruneResult, ctx: PruneContext, density: float, seed: int) -> Variant: ...
+
+
+MODIFIERS: Registry[Modifier] = Registry("modifier")
+
+
+@dataclass(frozen=True)
+class _Shuffle:
+    def applies(self, result: PruneResult) -> bool:
+        return True
+
+    def variant(self, result: PruneResult, ctx: PruneContext, density: float, seed: int) -> Variant:
+        return shuffle_within_layers(result.masks, seed), result.state_dict
+
+
+@dataclass(frozen=True)
+class _Reinit:
+    def applies(self, result: PruneResult) -> bool:
+        return True
+
+    def variant(self, result: PruneResult, ctx: PruneContext, density: float, seed: int) -> Variant:
+        return result.masks, reinit_weights(ctx, result.masks, seed)
+
+
+@dataclass(frozen=True)
+class _Invert:
+    def applies(self, result: PruneResult) -> bool:
+        return result.scores is not None  # iterative or floored selections invert with their ``invert`` setting
+
+    def variant(self, result: PruneResult, ctx: PruneContext, density: float, seed: int) -> Variant:
+        if result.scores is None:
+            raise ValueError("invert needs a one-shot score-based result (its scores)")
+        return invert(result.scores, density, scope_of(result, density)), result.state_dict
+
+
+MODIFIERS.register("shuffle")(_Shuffle())
+MODIFIERS.register("reinit")(_Reinit())
+MODIFIERS.register("invert")(_Invert())

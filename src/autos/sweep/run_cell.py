@@ -25,11 +25,11 @@ from autos.config import ModelSpec, StudyConfig
 from autos.masking import Masks, classifier_name, mask_summary
 from autos.masking.health import effective_summary
 from autos.pruners import PRUNERS
-from autos.pruners.base import PruneContext, PruneResult
-from autos.sweep import modifiers
+from autos.pruners.base import PruneContext
 from autos.sweep.cells import DENSE, CellKey, CellResult
+from autos.sweep.modifiers import MODIFIERS
 from autos.sweep.oracle import keeps_mask, pack_masks
-from autos.sweep.records import RunKey
+from autos.sweep.records import RunKey, RunRow
 from autos.training import evaluate_only, train
 from autos.training.batches import ImageData
 
@@ -52,20 +52,6 @@ def _check_outputs(model: nn.Module, num_classes: int, target: str) -> None:
         raise ValueError(f"{target}: the model has {outputs} outputs but the dataset has {num_classes} classes")
 
 
-def _apply_modifier(modifier: str, result: PruneResult, ctx: PruneContext, density: float,
-                    seed: int) -> tuple[Masks, dict[str, torch.Tensor] | None]:
-    """The mask and weights a sanity check trains; ``invert`` keeps the scope the result records."""
-    if modifier == "shuffle":
-        return modifiers.shuffle_within_layers(result.masks, seed), result.state_dict
-    if modifier == "reinit":
-        return result.masks, modifiers.reinit_weights(ctx, result.masks, seed)
-    if modifier == "invert":
-        if result.scores is None:
-            raise ValueError("invert needs a score-based method")
-        return modifiers.invert(result.scores, density, modifiers.scope_of(result, density)), result.state_dict
-    raise ValueError(f"unknown modifier {modifier!r}")
-
-
 def run_cell(
     cfg: StudyConfig,
     key: CellKey,
@@ -85,7 +71,7 @@ def run_cell(
     recipe = cfg.training.with_epochs(spec.epochs)
     input_size = int(data.train_x.shape[-1])
     num_classes = dataset_classes(data)
-    result_rows: list[dict[str, Any]] = []
+    result_rows: list[RunRow] = []
     histories: list[list[dict[str, float]]] = []
 
     def record(run: RunKey, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
@@ -107,8 +93,9 @@ def run_cell(
             params = dict(model.named_parameters())
             leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
             stats["pruned_nonzero_after_training"] = leaked
-        result_rows.append({**run.row_fields(), **stats, **result.metrics(), "select_seconds": select_seconds,
-                            "info": info, "epochs": result.epochs})
+        result_rows.append(RunRow.model_validate({**run.row_fields(), **stats, **result.metrics(),
+                                                  "select_seconds": select_seconds, "info": info,
+                                                  "epochs": result.epochs}))
         histories.append(result.history)
 
     init_model = build(seed)
@@ -116,9 +103,7 @@ def run_cell(
     if key.method == DENSE:
         record(RunKey(target, DENSE, 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0)
         return CellResult(key, result_rows, histories)
-    pruner_class = PRUNERS.get(key.method)
-    pruner = pruner_class(pruner_class.Settings.model_validate(cfg.transfer.method_settings.get(key.method) or {},
-                                                               strict=True))
+    pruner = PRUNERS.get(key.method)(cfg.transfer.settings_of(key.method))  # typed, validated at load
     density = 1.0 - key.sparsity
     ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
                        include_classifier=cfg.pruning.include_classifier, build_model=build, cache_dir=cache_dir,
@@ -128,10 +113,11 @@ def run_cell(
     select_seconds = time.perf_counter() - start
     variants: list[tuple[str | None, Masks, dict[str, torch.Tensor] | None]] = [(None, result.masks, result.state_dict)]
     for modifier in cfg.transfer.modifiers_for(key.method):
-        if modifier == "invert" and result.scores is None:
+        check = MODIFIERS.get(modifier)
+        if not check.applies(result):
             log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)", key.method)
             continue
-        masks, state = _apply_modifier(modifier, result, ctx, density, seed + 1)
+        masks, state = check.variant(result, ctx, density, seed + 1)
         variants.append((modifier, masks, state))
     packed = pack_masks(result.masks) if keeps_mask(cfg.transfer.methods, key.method) else None
     for variant, masks, state in variants:

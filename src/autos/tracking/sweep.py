@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from autos.config import ExecutionConfig
+from autos.data.prepared import PreparedData
 from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore
 from autos.sweep.executors import CellTask, run_cells
-from autos.sweep.records import RunKey
+from autos.sweep.records import RunKey, RunRow
 from autos.tracking import RunHandle, Tracker
 
 log = logging.getLogger("autos.tracking.sweep")
@@ -31,13 +32,13 @@ def metric_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "-", label)
 
 
-def parent_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def parent_metrics(rows: Sequence[RunRow]) -> dict[str, float]:
     """Mean final-epoch accuracy over seeds per (label, sparsity): ``acc/dense``, ``acc/<label>/s<sparsity %>``."""
     groups: dict[str, list[float]] = defaultdict(list)
     for row in rows:
-        run = RunKey.of_row(row)
+        run = row.key
         key = "acc/dense" if run.method == DENSE else f"acc/{metric_label(run.label)}/s{run.sparsity * 100:.4g}"
-        groups[key].append(float(row["final_test_acc"]))
+        groups[key].append(row.final_test_acc)
     return {key: sum(values) / len(values) for key, values in groups.items()}
 
 
@@ -88,16 +89,17 @@ class SweepRuns:
         if cell.logged or not self.tracker.enabled:
             return
         if not self.tracker.has_run("cell", cell.cell_id):  # logged, then killed before the flag was saved
-            seconds = sum(float(r.get("train_seconds", 0.0)) for r in cell.rows)
-            seconds += float(cell.rows[0].get("select_seconds", 0.0)) if cell.rows else 0.0
+            seconds = sum(r.train_seconds or 0.0 for r in cell.rows)
+            seconds += (cell.rows[0].select_seconds or 0.0) if cell.rows else 0.0
             self._log_cell(cell, None, self.clock() - seconds, restored=True)
         cell.logged = True
         self.store.save(cell)
 
-    def run(self, cells: Sequence[tuple[CellKey, str]], task: CellTask, execution: ExecutionConfig) -> list[CellResult]:
+    def run(self, cells: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData,
+            execution: ExecutionConfig) -> list[CellResult]:
         """``run_cells`` with these hooks; cells still open when it raises end KILLED (an interrupt) or FAILED."""
         try:
-            return run_cells(cells, task, self.store, execution, self.on_done, on_start=self.on_start,
+            return run_cells(cells, task, data, self.store, execution, self.on_done, on_start=self.on_start,
                              on_finish=self.on_finish, on_fail=self.on_fail)
         except BaseException as exc:
             self.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
@@ -117,7 +119,7 @@ class SweepRuns:
         """The cell's rows: the method's own row on the cell's run, each variant on a run nested under it."""
         end = self.clock()
         start = started if started is not None else end
-        runs = [RunKey.of_row(row) for row in cell.rows]
+        runs = [row.key for row in cell.rows]
         if handle is None:  # not opened at start (a restored cell)
             head = RunKey(cell.key.target, cell.key.method, cell.key.sparsity, cell.key.seed)
             handle = self.tracker.start_run(
@@ -125,7 +127,7 @@ class SweepRuns:
                 tags={**self._tags(head, cell.cell_id), **({"autos.restored": "true"} if restored else {})},
                 params={"method": head.method, "sparsity": head.sparsity, "seed": head.seed, "cell": cell.cell_id})
         # variants ran one after another, after the method's own row: place each by the seconds the rest took
-        seconds = [float(row.get("train_seconds", 0.0)) for row in cell.rows]
+        seconds = [row.train_seconds or 0.0 for row in cell.rows]
         opened = [handle]
         try:
             with tempfile.TemporaryDirectory(prefix="autos-run-plots-") as tmp:
@@ -152,8 +154,9 @@ class SweepRuns:
             raise
 
     @staticmethod
-    def _log_row(handle: RunHandle, run: RunKey, row: Mapping[str, Any], history: Sequence[Mapping[str, float]],
+    def _log_row(handle: RunHandle, run: RunKey, run_row: RunRow, history: Sequence[Mapping[str, float]],
                  tmp: Path) -> None:
+        row = run_row.to_json()
         handle.log_params({"modifier": run.modifier or "none", "info": row.get("info", {})})
         handle.log_history(history)
         handle.log_metrics({k: v for k, v in row.items() if k not in (*PER_LAYER, "info", "seed")})
@@ -169,7 +172,7 @@ class SweepRuns:
             log.warning("no figure for MLflow run %s (%s)", handle.name, exc)
 
 
-def log_sweep_summary(tracker: Tracker, target: str, rows: Sequence[Mapping[str, Any]], *, cells_total: int,
+def log_sweep_summary(tracker: Tracker, target: str, rows: Sequence[RunRow], *, cells_total: int,
                       cells_run: int) -> None:
     """The parent run's summary: mean accuracy per (label, sparsity), the sweep figure, cell counts."""
     if not tracker.enabled:
@@ -181,7 +184,7 @@ def log_sweep_summary(tracker: Tracker, target: str, rows: Sequence[Mapping[str,
         from autos.tracking.run_plots import sweep_figure
 
         with tempfile.TemporaryDirectory(prefix="autos-sweep-plot-") as tmp:
-            labelled = [{**row, "label": RunKey.of_row(row).label} for row in rows]
+            labelled = [{**row.to_json(), "label": row.label} for row in rows]
             path = sweep_figure(labelled, f"transfer {target}", Path(tmp) / "accuracy_vs_sparsity.png")
             tracker.log_artifact(path, "plots")
     except Exception as exc:  # noqa: BLE001 - a figure is a convenience; the metrics are logged above

@@ -1,5 +1,6 @@
-"""Shared plumbing for the thin DVC stage entry points.
+"""What every DVC stage starts from (``StageContext``) and how it runs (``run_stage``).
 
+The stages in ``stages/`` parse their arguments and call ``run_stage(name, autos.pipeline.<name>.run, parser)``.
 Every stage: parse ``--params`` (default params.yaml), load and validate the whole config (exit status 2 and
 nothing written on any config problem), run, and write outputs atomically (temp sibling + rename), so a failed
 or killed stage leaves no half-written outputs behind.

@@ -1,0 +1,77 @@
+"""DVC stage: the study report from every target's results, the IRP curve and the scorer metrics.
+
+Inputs: data/transfer/*/results.json, data/irp/curve.json (optional), metrics/scorer.json (optional).
+Outputs: reports/ (replaced atomically): summary.md, results.csv, paired.csv, verdicts.json; per target <target>.md,
+<target>.csv, <target>_cells.csv, <target>_layers.csv, figures as PNG + SVG (<target>, <target>_layers,
+<target>_sanity when modifiers ran), plots/<target>.csv (for ``dvc plots``); irp_curve.{csv,png,svg},
+dvc_plot_template.json (files: ``autos.report.build``). metrics/report.json: the verdicts again (AutoS vs the best
+single-shot baseline per target@sparsity, percent), for ``dvc metrics``: reports/ is one untracked output folder,
+so a file inside it cannot be declared a metric of its own. MLflow: run "report" holding the files and the
+verdicts' numbers as metrics ``verdict/<target>/s<sparsity %>/<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from autos.errors import DataError
+from autos.paths import SOURCE_TICKET_FILE
+from autos.pipeline.context import StageContext, atomic_dir, read_json
+from autos.report import build_report, load_results, verdict_metrics
+
+log = logging.getLogger("autos.stage.report")
+
+
+def read_optional(path: Path) -> Any | None:
+    """The JSON at ``path``, or None (logged) when it is absent."""
+    if not path.exists():
+        log.warning("report: %s not found; that section is left out", path)
+        return None
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def find_results(transfer_dir: Path) -> list[Path]:
+    return sorted(transfer_dir.glob("*/results.json"))
+
+
+def verdict_mlflow_metrics(verdicts: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """The verdicts' numbers as MLflow metric keys (no ``@``): ``verdict/<target>/s<sparsity %>/<name>``."""
+    metrics: dict[str, float] = {}
+    for record in verdicts.values():
+        prefix = f"verdict/{record['target']}/s{float(record['sparsity']) * 100:.4g}"
+        for name in ("autos_mean", "baseline_mean", "diff", "ci_low", "ci_high", "n"):
+            if isinstance(record.get(name), (int, float)):
+                metrics[f"{prefix}/{name}"] = float(record[name])
+    return metrics
+
+
+def run(ctx: StageContext) -> None:
+    cfg, tracker, paths = ctx.cfg, ctx.tracker, ctx.paths
+    try:
+        results = load_results(find_results(paths.transfer))
+    except ValueError as exc:
+        raise DataError(f"unreadable transfer results under {paths.transfer}: {exc}") from exc
+    if not results:
+        log.warning("report: no %s/*/results.json found; the report has no target tables", paths.transfer)
+    undeclared = sorted(set(results) - set(cfg.transfer.targets))
+    if undeclared:
+        log.warning("report: results for targets not in params (stale?): %s", ", ".join(undeclared))
+    curve = read_optional(paths.irp / "curve.json")
+    scorer = read_optional(paths.metrics / "scorer.json")
+    ticket = read_optional(paths.scorer / SOURCE_TICKET_FILE)
+
+    params = {"targets": ",".join(results), "runs": sum(len(p.get("rows", [])) for p in results.values()),
+              "has_irp_curve": curve is not None, "has_scorer_metrics": scorer is not None}
+    with tracker.run("report", params=params, tags={"stage": "report"}):
+        with atomic_dir(paths.reports) as out:
+            files = build_report(results, curve, scorer, out, ticket)
+        log.info("report: wrote %d files to %s", len(files), paths.reports)
+        verdicts = verdict_metrics(results)
+        ctx.write_metrics("report", verdicts)
+        tracker.log_metrics(verdict_mlflow_metrics(verdicts))
+        tracker.log_artifact(paths.reports, "report")
