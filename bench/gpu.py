@@ -31,7 +31,7 @@ import torch
 from common import RESULTS, machine
 from throughput import Synthetic
 
-import autos.training as training
+import autos.training.loop as training
 from autos.config import TrainRecipe
 from autos.masking import prunable_parameters, select_mask
 from autos.models import build_model

@@ -22,7 +22,6 @@ from common import RESULTS, machine
 from gpu import EpochClock
 from throughput import Synthetic
 
-import autos.training as training
 from autos.config import TrainRecipe
 from autos.masking import prunable_parameters, select_mask
 from autos.models import build_model
@@ -32,18 +31,6 @@ CUDA = torch.device("cuda")
 
 
 @torch.no_grad()
-def foreach_mask(model, masks) -> None:  # noqa: ANN001
-    params = dict(model.named_parameters())
-    torch._foreach_mul_([params[n] for n in masks], list(masks.values()))
-
-
-@torch.no_grad()
-def foreach_mask_grads(model, masks) -> None:  # noqa: ANN001
-    params = dict(model.named_parameters())
-    pairs = [(params[n].grad, m) for n, m in masks.items() if params[n].grad is not None]
-    torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
-
-
 def fused_sgd(params, recipe: TrainRecipe) -> torch.optim.Optimizer:  # noqa: ANN001
     return torch.optim.SGD(
         params,
@@ -86,7 +73,6 @@ def run(
     precision: str,
     batch_size: int = 128,
     *,
-    masks_foreach: bool = False,
     fused: bool = False,
     callbacks: list | None = None,
 ) -> float:
@@ -95,23 +81,8 @@ def run(
     masks = select_mask({n: p.detach().abs() for n, p in prunable_parameters(model).items()}, 0.05)
     recipe = TrainRecipe(epochs=3 if callbacks is None else 1, batch_size=batch_size, lr=0.01, precision=precision)
     clock = EpochClock()
-    saved = training.apply_masks_, training.mask_gradients_
-    if masks_foreach:
-        training.apply_masks_, training.mask_gradients_ = foreach_mask, foreach_mask_grads  # type: ignore[assignment]
-    try:
-        train(
-            model,
-            data,
-            recipe,
-            seed=0,
-            device=CUDA,
-            masks=masks,
-            callbacks=[clock, *(callbacks or [])],
-            evaluate_every_epoch=False,
-            optimizer_factory=fused_sgd if fused else None,
-        )
-    finally:
-        training.apply_masks_, training.mask_gradients_ = saved  # type: ignore[assignment]
+    train(model, data, recipe, seed=0, device=CUDA, masks=masks, callbacks=[clock, *(callbacks or [])],
+          evaluate_every_epoch=False, optimizer_factory=fused_sgd if fused else None)
     return images / (clock.ends[2] - clock.ends[1]) if callbacks is None else 0.0
 
 
@@ -145,9 +116,7 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         for label, kw in {
             "loop as is": {},
-            "foreach masks": {"masks_foreach": True},
             "fused SGD": {"fused": True},
-            "foreach masks + fused SGD": {"masks_foreach": True, "fused": True},
             "batch 512": {"batch_size": 512},
         }.items():
             r = {"precision": precision, "variant": label, "images_per_second": run(args.images, precision, **kw)}

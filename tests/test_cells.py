@@ -41,7 +41,7 @@ def _config(**execution: object) -> object:
 
 def _cells(cfg, scorer_dir: Path = REPO / "no-scorer", **overrides: object) -> list[tuple[CellKey, str]]:  # noqa: ANN001
     values: dict = {"data_digest": "d", "scorer_dir": scorer_dir, "device_type": "cpu", "torch_threads": 1, **overrides}
-    return plan_sweep(cfg, "vgg16_cifar10", **values)
+    return plan_sweep(cfg, "vgg16_cifar10", **values).cells
 
 
 @pytest.fixture(scope="module")
@@ -229,6 +229,7 @@ def test_interrupted_sweep_resumes_only_missing_cells_with_identical_rows(
     assert _rows(resumed) == reference  # identical rows, in the planned order
 
 
+@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_ray_backend_matches_local_and_refuses_impossible_requests(prepared: PreparedData, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
@@ -250,6 +251,7 @@ def test_ray_backend_matches_local_and_refuses_impossible_requests(prepared: Pre
         ray.shutdown()
 
 
+@pytest.mark.ray
 @pytest.mark.timeout(600)
 def test_ray_failing_cell_is_retried_reported_by_id_while_the_others_finish(prepared: PreparedData,
                                                                              tmp_path: Path) -> None:
@@ -278,6 +280,7 @@ def test_ray_failing_cell_is_retried_reported_by_id_while_the_others_finish(prep
         ray.shutdown()
 
 
+@pytest.mark.ray
 def test_unreachable_ray_address_fails_fast_naming_it(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     with socket.socket() as sock:  # a port nothing listens on
@@ -289,3 +292,18 @@ def test_unreachable_ray_address_fails_fast_naming_it(tmp_path: Path) -> None:
                   cfg.execution,
                   lambda c: None)
     assert not (tmp_path / "s").exists()  # nothing written
+
+
+def test_a_methods_cells_share_one_key_across_sparsities_and_nothing_else() -> None:
+    cfg = _config()
+    plan = plan_sweep(cfg, "vgg16_cifar10", data_digest="d", scorer_dir=REPO, device_type="cpu", torch_threads=1)
+    keys = {k.name: plan.share_key(k) for k, _ in plan.cells}
+    assert keys["vgg16_cifar10/dense@0/seed0"] is None  # the dense cell shares nothing
+    assert keys["vgg16_cifar10/random@0.5/seed0"] == keys["vgg16_cifar10/random@0.9/seed0"] is not None
+    assert keys["vgg16_cifar10/random@0.5/seed0"] != keys["vgg16_cifar10/magnitude@0.5/seed0"]
+    raw = cfg.model_dump(mode="json")
+    raw["transfer"]["method_settings"] = {"magnitude": {"scope": "layerwise"}}
+    other = plan_sweep(parse_study(raw), "vgg16_cifar10", data_digest="d", scorer_dir=REPO, device_type="cpu",
+                       torch_threads=1)
+    assert other.share_keys["magnitude/0"] != plan.share_keys["magnitude/0"]
+    assert other.share_keys["random/0"] == plan.share_keys["random/0"]

@@ -105,7 +105,7 @@ def _argv(tmp_path, **overrides: str) -> list[str]:
     ({"model": "not a module:f"}, "expected a registered model (resnet18, vgg16_bn) or package.module:factory"),
     ({"model": "json:loads", "width": "4"}, "--width applies to registered models only"),
     ({"method": "snipp"}, "--method: unknown method 'snipp'; allowed: autos, dissipating"),
-    ({"method": "snip"}, "--scorer applies to --method autos only, not to 'snip'"),
+    ({"method": "snip"}, "--scorer applies to the methods that read the AutoS scorer, not to 'snip'"),
     ({"settings": "scorer_dirr=x"},
      "unknown setting 'scorer_dirr' (allowed: scope, iterations, invert, layer_floor, scorer_dir, within_layer)"),
     ({"settings": "iterations=0"}, "iterations: Input should be greater than or equal to 1"),
@@ -134,7 +134,8 @@ def test_autos_requires_a_scorer_and_other_methods_refuse_one(tmp_path, capsys) 
     assert _exit_status(without) == 2
     assert "--scorer is required with --method autos" in capsys.readouterr().err
     assert _exit_status([*without, "--method", "snip", "--gradient-batches", "2"]) == 2
-    assert "--gradient-batches applies to --method autos only" in capsys.readouterr().err
+    assert "--gradient-batches applies to the methods that read the AutoS scorer, not to 'snip'" in \
+        capsys.readouterr().err
 
 
 def test_several_bad_arguments_are_all_named_on_one_line(tmp_path, capsys) -> None:
@@ -227,7 +228,8 @@ def test_a_factory_model_pruned_with_snip_and_key_value_settings(tmp_path, prepa
 def test_a_collapsed_mask_is_reported_on_stderr(tmp_path, prepared, factory_module, capsys) -> None:
     out = tmp_path / "collapse.pt"
     code = main(["--model", f"{factory_module}:collapsing_cnn", "--method", "magnitude", "--settings",
-                 '{"scope": "global"}', "--data", str(prepared), "--sparsity", "0.9", "--out", str(out)])
+                 '{"scope": "global"}', "--data", str(prepared), "--sparsity", "0.9", "--on-collapse", "warn",
+                 "--out", str(out)])
     assert code == 0
     captured = capsys.readouterr()
     assert "autos-prune: warning:" in captured.err and "2.weight" in captured.err

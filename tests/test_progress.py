@@ -195,7 +195,7 @@ def test_training_writes_plain_lines_when_not_a_tty(tiny_data, quick_recipe: Tra
                                                     capfd: pytest.CaptureFixture[str],
                                                     caplog: pytest.LogCaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(training.loop, "STEP_LOG_SECONDS", 0.0)  # every step is "long": the intra-epoch line shows
+    monkeypatch.setattr(training.callbacks, "STEP_LOG_SECONDS", 0.0)  # every step is "long": the intra-epoch line shows
     caplog.set_level(logging.INFO, logger="autos.training")
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))  # the loop, not a net, is tested

@@ -19,7 +19,8 @@ from autos.study import parse_study
 from autos.sweep import modifiers
 from autos.sweep.cells import plan_cells
 from autos.sweep.modifiers import MODIFIERS
-from autos.sweep.run_cell import dataset_classes, run_cell
+from autos.sweep.run_cell import run_cell
+from autos.training.batches import dataset_classes
 
 REPO = Path(__file__).resolve().parents[1]
 

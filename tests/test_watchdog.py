@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from autos.watchdog import Watchdog, stall_seconds_from_env
+from autos.watchdog import Watchdog, active, beat, stall_seconds_from_env, watching
 
 
 def test_a_stall_is_reported_once_with_stacks_then_resume(caplog: pytest.LogCaptureFixture,
@@ -45,3 +45,17 @@ def test_zero_disables_and_env_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stall_seconds_from_env() == 12.5
     monkeypatch.setenv("AUTOS_WATCHDOG_SECONDS", "soon")
     assert stall_seconds_from_env() == 300.0
+
+
+def test_beats_go_to_the_watchdog_the_caller_opened_and_nowhere_else() -> None:
+    assert active() is None
+    beat("outside")  # no watchdog: nothing happens, no thread starts
+    dog = Watchdog(60.0)
+    with watching(dog) as opened:
+        assert opened is dog and active() is dog
+        with watching(None):  # a nested block may turn it off
+            beat("muted")
+            assert dog._what == "start"
+        beat("train epoch 1 step 1")
+        assert dog._what == "train epoch 1 step 1" and dog._thread is not None
+    assert active() is None and dog._stop.is_set()  # stopped when its block ends

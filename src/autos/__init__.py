@@ -23,9 +23,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("prune", "apply", "remove", "PrunedMasks", "LayerCollapseWarning")
+_API = ("prune", "apply", "remove", "PrunedMasks", "LayerCollapseWarning", "CollapseError")
 
-__all__ = ["LayerCollapseWarning", "PrunedMasks", "__version__", "apply", "prune", "remove"]
+__all__ = ["CollapseError", "LayerCollapseWarning", "PrunedMasks", "__version__", "apply", "prune", "remove"]
 
 
 def __getattr__(name: str) -> Any:

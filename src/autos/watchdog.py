@@ -1,19 +1,24 @@
 """A stall watchdog: a step that makes no progress for minutes says so in the log, with every thread's stack.
 
 A hang inside a native kernel (the oneDNN channels-last backward, docs/reliability.md) is otherwise silent: the
-stage just stops printing. Long-running work calls ``beat(what)``; a daemon thread, started by the first beat, logs one
-warning per stall naming the last thing that beat and dumps all Python stacks (``faulthandler``), then logs again
-when progress resumes. ``AUTOS_WATCHDOG_SECONDS`` sets the stall limit (default 300; 0 disables it).
+stage just stops printing. Long-running work calls ``beat(what)``; the watchdog active in that context
+(``watching``: a stage opens one, and so does a cell in a Ray worker) starts a daemon thread on the first beat, logs
+one warning per stall naming the last thing that beat and dumps all Python stacks (``faulthandler``), then logs
+again when progress resumes. Without an active watchdog, ``beat`` does nothing. ``AUTOS_WATCHDOG_SECONDS`` sets the
+stall limit (default 300; 0 disables).
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +84,31 @@ class Watchdog:
             faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
-_default: Watchdog | None = None
+_active: ContextVar[Watchdog | None] = ContextVar("autos_watchdog", default=None)
+
+
+@contextlib.contextmanager
+def watching(watchdog: Watchdog | None) -> Iterator[Watchdog | None]:
+    """Beats inside the block go to ``watchdog`` (None: to no watchdog), which is stopped on the way out.
+
+    The caller owns the watchdog: a stage (``autos.pipeline.context.run_stage``) and a Ray worker's cell open one;
+    code that runs outside any (a test, the public API) beats into nothing and starts no thread."""
+    token = _active.set(watchdog)
+    try:
+        yield watchdog
+    finally:
+        _active.reset(token)
+        if watchdog is not None:
+            watchdog.stop()
+
+
+def active() -> Watchdog | None:
+    """The watchdog beats go to here, if any."""
+    return _active.get()
 
 
 def beat(what: str) -> None:
-    """Record progress on the process-wide watchdog (created on first use from the environment)."""
-    global _default
-    if _default is None:
-        _default = Watchdog(stall_seconds_from_env())
-    _default.beat(what)
+    """Record progress on the active watchdog (``watching``); nothing when none is active."""
+    watchdog = _active.get()
+    if watchdog is not None:
+        watchdog.beat(what)

@@ -20,7 +20,11 @@ initialisation you cannot redraw, so the weights travel with them. And a JSON su
 is also reported on stderr. From Python, the same is ``autos.prune`` (README).
 
 Exit status: 0 done; 2 a bad argument (one line naming the value and its allowed range; nothing written);
-1 a missing or corrupt input file (one line naming the file). Both outputs are written atomically.
+1 a missing or corrupt input file (one line naming the file); 3 ``--on-collapse error`` and the mask cut the network.
+Both outputs are written atomically.
+
+Data-free methods (magnitude, random, random_erk, synflow) need no ``--data``: give the registered model's
+``--num-classes`` and, where the input matters (SynFlow; the path check), ``--input-shape C H W``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autos.api.collapse import CollapseError
 from autos.errors import AutosError, DataError
 from autos.files import atomic_write_json, save_torch
 from autos.models import MODELS
@@ -47,6 +52,7 @@ from autos.registry import UnknownNameError
 
 EXIT_USAGE = 2  # a bad argument: nothing was written
 EXIT_DATA = 1  # a missing or corrupt input file (as the stages)
+EXIT_COLLAPSE = 3  # --on-collapse error and the mask cut the network
 DEFAULT_WIDTH = 64
 
 
@@ -157,21 +163,31 @@ def _model_problems(args: argparse.Namespace) -> list[str]:
 
 def _method_problems(args: argparse.Namespace) -> list[str]:
     from autos.api import method_settings, pruner_class
+    from autos.pruners import PRUNERS
 
     try:
         pruner_class(args.method)
     except ValueError as exc:
         return [f"--method: {exc}"]
+    record = PRUNERS.record(args.method)  # what the method reads: the scorer, data
     problems = []
-    if args.method == "autos" and args.scorer is None:
-        problems.append("--scorer is required with --method autos (the train_scorer stage's output, e.g. data/scorer)")
-    elif args.method != "autos" and args.scorer is not None:
-        problems.append(f"--scorer applies to --method autos only, not to {args.method!r}")
+    if record.reads_scorer and args.scorer is None:
+        problems.append(f"--scorer is required with --method {args.method} (the train_scorer stage's output, e.g. "
+                        "data/scorer)")
+    elif not record.reads_scorer and args.scorer is not None:
+        problems.append(f"--scorer applies to the methods that read the AutoS scorer, not to {args.method!r}")
     elif args.scorer is not None and not Path(args.scorer).is_dir():
         problems.append(f"--scorer {args.scorer}: no such directory (expected the train_scorer stage's output, "
                         "e.g. data/scorer)")
-    if args.gradient_batches is not None and args.method != "autos":
-        problems.append(f"--gradient-batches applies to --method autos only, not to {args.method!r}")
+    if args.gradient_batches is not None and not record.reads_scorer:
+        problems.append(f"--gradient-batches applies to the methods that read the AutoS scorer, not to "
+                        f"{args.method!r}")
+    if args.data is None and record.needs_data:
+        problems.append(f"--data is required with --method {args.method} (it reads training images; the "
+                        "data-free methods are: " + ", ".join(n for n, r in PRUNERS.records().items()
+                                                               if not r.needs_data) + ")")
+    if args.data is None and not is_factory_spec(args.model) and args.num_classes is None:
+        problems.append(f"--num-classes is required without --data (it sizes the classifier of {args.model!r})")
     try:
         settings = parse_settings(args.settings)
         if args.scope is not None:
@@ -192,8 +208,12 @@ def check_args(args: argparse.Namespace) -> None:
         problems.append(f"--sparsity must be in (0, 1) (the fraction of weights removed), got {args.sparsity}")
     if args.gradient_batches is not None and args.gradient_batches < 1:
         problems.append(f"--gradient-batches must be a positive integer (>= 1) or omitted, got {args.gradient_batches}")
-    if not Path(args.data).is_dir():
+    if args.data is not None and not Path(args.data).is_dir():
         problems.append(f"--data {args.data}: no such directory (expected a prepared dataset, data/prepared/<name>)")
+    if args.data is not None and (args.num_classes is not None or args.input_shape is not None):
+        problems.append("--num-classes and --input-shape apply without --data only (the data say both)")
+    if args.input_shape is not None and any(s < 1 for s in args.input_shape):
+        problems.append(f"--input-shape must be three positive sizes C H W, got {' '.join(map(str, args.input_shape))}")
     if args.device == "cuda" and not torch.cuda.is_available():
         problems.append("--device cuda: no CUDA device is available; allowed here: auto, cpu")
     out = Path(args.out)
@@ -232,18 +252,20 @@ def prune_from_args(args: argparse.Namespace) -> dict[str, Any]:
     from autos.masking import mask_summary
 
     check_args(args)
-    if args.method == "autos":  # the small file first: a corrupt scorer fails before the data are read
+    if args.scorer is not None:  # the small file first: a corrupt scorer fails before the data are read
         from autos.scorer import load_scorer
 
         load_scorer(args.scorer)
-    data = load_prepared(Path(args.data))
-    model = _model(args, data.num_classes, int(data.train_x.shape[-1]))
+    data = load_prepared(Path(args.data)) if args.data is not None else None
+    shape = tuple(args.input_shape or (3, 32, 32)) if data is None else tuple(int(s) for s in data.train_x.shape[1:])
+    model = _model(args, data.num_classes if data is not None else args.num_classes, shape[-1])
     init_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LayerCollapseWarning)
         result = prune(model, args.method, args.sparsity, data, settings=args.method_settings, seed=args.seed,
                        device=resolve_device(args.device), include_classifier=not args.dense_classifier,
-                       features=FeaturesConfig(gradient_max_batches=args.gradient_batches))
+                       features=FeaturesConfig(gradient_max_batches=args.gradient_batches),
+                       input_shape=shape if data is None else None, on_collapse=args.on_collapse)
     for warning in caught:  # ours as one line on stderr, any other as Python would have shown it
         if issubclass(warning.category, LayerCollapseWarning):
             print(f"autos-prune: warning: {warning.message}", file=sys.stderr)
@@ -257,7 +279,8 @@ def prune_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model, "width": None if is_factory_spec(args.model) else (args.width or DEFAULT_WIDTH),
         "seed": args.seed, "method": result.method, "settings": result.settings,
         "requested_sparsity": result.requested_sparsity, "effective_sparsity": result.effective_sparsity,
-        "collapsed": result.collapsed, "collapsed_layers": result.collapsed_layers,
+        "collapsed": result.collapsed, "collapsed_layers": result.collapsed_layers, "cut_layer": result.cut_layer,
+        "repair_layer_floor": result.repair_layer_floor,
         "train_from": "init_state_dict" if result.state_dict is None else "state_dict",
     }
     write_outputs(checkpoint, summary, Path(args.out))
@@ -281,7 +304,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", nargs="+", default=None, metavar="SETTING",
                    help="the method's settings: one JSON object or key=value pairs")
     p.add_argument("--scorer", default=None, help="--method autos: the scorer directory (train_scorer's output)")
-    p.add_argument("--data", required=True, help="a prepared dataset directory (data/prepared/<name>)")
+    p.add_argument("--data", default=None, help="a prepared dataset directory (data/prepared/<name>); required by "
+                   "the methods that read images")
+    p.add_argument("--num-classes", type=int, default=None, help="without --data: the registered model's classes")
+    p.add_argument("--input-shape", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+                   help="without --data: the input the model takes (default 3 32 32)")
+    p.add_argument("--on-collapse", choices=["repair", "warn", "error"], default="repair",
+                   help="a mask that cuts the network: repair it with a per-layer floor (default), warn, or fail")
     p.add_argument("--sparsity", type=float, required=True, help="fraction of prunable weights removed, in (0, 1)")
     p.add_argument("--scope", choices=["global", "layerwise"], default=None,
                    help="score methods: rank globally or per layer (same as --settings scope=...)")
@@ -301,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"autos-prune: {exc}", file=sys.stderr)
         return EXIT_DATA
+    except CollapseError as exc:  # --on-collapse error: nothing written
+        print(f"autos-prune: {exc}", file=sys.stderr)
+        return EXIT_COLLAPSE
     except (AutosError, UnknownNameError) as exc:
         print(f"autos-prune: {exc}", file=sys.stderr)
         return EXIT_USAGE

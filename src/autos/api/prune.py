@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +27,25 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 from autos.api.adapters import NoData, as_image_data, shape_only_data
+from autos.api.collapse import (
+    ON_COLLAPSE,
+    CollapseError,
+    Health,
+    LayerCollapseWarning,
+    OnCollapse,
+    health,
+    repair,
+    report,
+)
 from autos.config import FeaturesConfig, TrainRecipe
-from autos.masking import Masks, density_of, layer_densities
-from autos.masking.health import effective_summary
+from autos.masking import Masks, density_of, layer_densities, prunable_parameters
 from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext, Pruner, PruneResult
-from autos.sweep.run_cell import dataset_classes
-from autos.training.batches import ImageData
+from autos.training.batches import ImageData, dataset_classes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LayerCollapseWarning", "PrunedMasks", "apply", "prune", "remove"]
-
-
-class LayerCollapseWarning(UserWarning):
-    """A mask left a prunable layer with no (effective) weight: the network computes nothing through it."""
+__all__ = ["CollapseError", "LayerCollapseWarning", "PrunedMasks", "apply", "prune", "remove"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +63,8 @@ class PrunedMasks(Mapping[str, Tensor]):
     effective_sparsity: float | None  # weights on no input -> output path count as pruned; None: not computed
     collapsed: bool
     collapsed_layers: list[str]  # layers with no kept weight, or with no kept weight on an input -> output path
+    cut_layer: str | None  # the layer that cut the network (the first emptied, else the first without a path)
+    repair_layer_floor: float | None  # on_collapse='repair' re-ran the method with this layer_floor; None: not
     # Weights to train from, for methods that move them (K-starts, Dissipating, Pruning from Scratch, Lottery
     # Jackpots, IRP): load them into the model before ``apply`` (the pipeline does). None: train from the model's own.
     state_dict: dict[str, Tensor] | None = None
@@ -177,39 +182,47 @@ def _input_shape(data: ImageData, input_shape: Sequence[int] | None) -> tuple[in
     return None if isinstance(data, NoData) else tuple(int(s) for s in data.train_x.shape[1:])
 
 
-def _health(model: nn.Module, masks: Masks, shape: tuple[int, ...] | None) -> tuple[float | None, list[str], bool]:
-    """(effective sparsity, collapsed layers, collapsed). Effective paths need a square input of known shape; a
-    model the path analysis cannot run (an unusual forward) gets the empty-layer check alone, with a logged note."""
-    empty = [name for name, m in masks.items() if not bool(m.any())]
-    if shape is None or len(shape) != 3 or shape[1] != shape[2]:
-        return None, empty, bool(empty)
-    try:
-        summary = effective_summary(model, masks, input_size=shape[1], in_channels=shape[0])
-    except (RuntimeError, TypeError, ValueError) as exc:
-        log.warning("effective sparsity not computed (the path analysis could not run this model): %s", exc)
-        return None, empty, bool(empty)
-    dead = [name for name, d in summary["layer_effective_density"].items() if d == 0.0]
-    return float(summary["effective_sparsity"]), dead, bool(summary["collapsed"])
-
-
-def _warn_collapse(method: str, sparsity: float, layers: list[str]) -> None:
-    shown = ", ".join(layers[:10]) + (f" and {len(layers) - 10} more" if len(layers) > 10 else "")
-    message = (f"autos.prune({method!r}, sparsity={sparsity}): the mask collapsed: {len(layers)} prunable layer(s) "
-               f"keep no weight on an input -> output path: {shown}")
-    warnings.warn(message, LayerCollapseWarning, stacklevel=4)  # points at the caller of prune
-
-
-def _result(method: str, settings: BaseModel, sparsity: float, model: nn.Module, pruned: PruneResult,
-            shape: tuple[int, ...] | None) -> PrunedMasks:
-    effective, collapsed_layers, collapsed = _health(model, pruned.masks, shape)
-    if collapsed:
-        _warn_collapse(method, sparsity, collapsed_layers)
+def _result(method: str, settings: BaseModel, sparsity: float, pruned: PruneResult, diagnosis: Health,
+            repair_floor: float | None) -> PrunedMasks:
+    info = dict(pruned.info)
+    if repair_floor is not None:
+        info["repair_layer_floor"] = repair_floor
     return PrunedMasks(
         masks=pruned.masks, method=method, settings=settings.model_dump(mode="json"), requested_sparsity=sparsity,
         sparsity=1.0 - density_of(pruned.masks), layer_density=layer_densities(pruned.masks),
-        effective_sparsity=effective, collapsed=collapsed, collapsed_layers=collapsed_layers,
-        state_dict=pruned.state_dict, train=pruned.train, info=dict(pruned.info),
+        effective_sparsity=diagnosis.effective_sparsity, collapsed=diagnosis.collapsed,
+        collapsed_layers=diagnosis.dead, cut_layer=diagnosis.cut, repair_layer_floor=repair_floor,
+        state_dict=pruned.state_dict, train=pruned.train, info=info,
     )
+
+
+def _checked_inputs(model: nn.Module, data: ImageData) -> None:
+    """Refuse what would fail later with a raw torch error: no prunable weight, images the model cannot take,
+    labels outside the model's classes."""
+    if not prunable_parameters(model):
+        raise ValueError("the model has no prunable weight (no nn.Conv2d or nn.Linear layer): there is nothing to "
+                         "prune")
+    if isinstance(data, NoData) or data.train_x.numel() == 0:
+        return
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    channels, shape = int(data.train_x.shape[1]), tuple(data.train_x.shape[1:])
+    if conv is not None and channels != conv.in_channels:
+        hint = ("they look channels-last (N, H, W, C): pass images.permute(0, 3, 1, 2)"
+                if int(data.train_x.shape[-1]) == conv.in_channels else
+                f"convert them (e.g. images.repeat(1, {conv.in_channels}, 1, 1) for grayscale)"
+                if channels == 1 else "pass NCHW images with the channels the model takes")
+        raise ValueError(f"data: the model's first convolution takes {conv.in_channels} channel(s) but the images "
+                         f"have shape {shape} (C = {channels}); {hint}")
+    outputs = _num_outputs(model)
+    labels = torch.cat([data.train_y.flatten(), data.test_y.flatten()])
+    if outputs is not None and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= outputs):
+        raise ValueError(f"data: labels must be class indices in [0, {outputs}) for the model's {outputs} outputs; "
+                         f"got labels from {int(labels.min())} to {int(labels.max())}")
+
+
+def _num_outputs(model: nn.Module) -> int | None:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
 
 
 # --------------------------------------------------------------------------- the public functions
@@ -228,6 +241,7 @@ def prune(
     recipe: TrainRecipe | Mapping[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
     features: FeaturesConfig | Mapping[str, Any] | None = None,
+    on_collapse: OnCollapse = "repair",
 ) -> PrunedMasks:
     """Choose which weights of ``model`` to prune with ``method``; the model itself is not modified.
 
@@ -249,6 +263,10 @@ def prune(
             Dissipating, Pruning from Scratch, Lottery Jackpots, IRP); ignored by the others.
         input_shape: ``(C, H, W)`` when ``data`` is None, for data-free methods that build an input (SynFlow) and
             for the effective-sparsity check; read from the data otherwise.
+        on_collapse: what to do when the mask cuts the network (a prunable layer left without any weight on an
+            input -> output path): ``repair`` (default: re-run the method with a per-layer floor of ERK's counts,
+            recorded in ``repair_layer_floor``), ``warn`` (keep the method's own mask, with a
+            ``LayerCollapseWarning`` naming the layer that cut it) or ``error`` (raise ``CollapseError``).
         features: AutoS only (``autos.pruners.autos_scorer``): the target's features follow the config stored with the
             scorer; this one (a ``FeaturesConfig`` or dict) serves an old scorer that stored none, and its
             ``gradient_max_batches``, when set, caps the g0 pass (a compute budget).
@@ -262,14 +280,34 @@ def prune(
         ValueError: a sparsity outside (0, 1), an unknown method or setting, no data for a method that needs it.
     """
     sparsity = _check_sparsity(sparsity)
+    if on_collapse not in ON_COLLAPSE:
+        raise ValueError(f"on_collapse must be one of {', '.join(map(repr, ON_COLLAPSE))}, got {on_collapse!r}")
     cls = pruner_class(method)
     typed = method_settings(method, settings)
     image_data = _data(method, data, input_shape)
+    _checked_inputs(model, image_data)
     ctx = PruneContext(model=model, data=image_data, recipe=_recipe(recipe), device=_device(model, device), seed=seed,
                        num_classes=_num_classes(model, image_data), include_classifier=include_classifier,
                        root=Path.cwd(), features=_features(features))
-    pruned = cls(typed).prune(ctx, 1.0 - sparsity)
-    return _result(method, typed, sparsity, model, pruned, _input_shape(image_data, input_shape))
+    pruner = cls(typed)
+    pruned = pruner.prune(ctx, 1.0 - sparsity)
+    shape = _input_shape(image_data, input_shape)
+    diagnosis, floor = health(model, pruned.masks, shape), None
+    where = f"autos.prune({method!r}, sparsity={sparsity})"
+    if diagnosis.collapsed and on_collapse == "repair":
+        repaired = repair(pruner, ctx, 1.0 - sparsity, model, shape)
+        if repaired is None:
+            report(f"{where}: the mask is cut ({diagnosis.describe()}) and {method!r} has no layer_floor to repair it "
+                   "with (or selects layer-wise); pass on_collapse='error' to refuse such masks, or use a method "
+                   "that keeps every layer (e.g. random_erk)", "warn")
+        else:
+            pruned, diagnosis, floor = repaired
+            log.info("%s: the method's own mask cut the network; repaired with layer_floor %s", where, floor)
+            if diagnosis.collapsed:
+                report(f"{where}: still cut with every layer at ERK's count ({diagnosis.describe()})", "warn")
+    elif diagnosis.collapsed:
+        report(f"{where}: the mask is cut: {diagnosis.describe()}", on_collapse)
+    return _result(method, typed, sparsity, pruned, diagnosis, floor)
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -33,6 +33,7 @@ from autos.files import atomic_write_json as write_json
 from autos.paths import StudyPaths, project_root, study_paths
 from autos.study import load_study
 from autos.tracking import Tracker, end_active_runs
+from autos.watchdog import Watchdog, stall_seconds_from_env, watching
 
 log = logging.getLogger("autos.stage")
 
@@ -127,7 +128,8 @@ def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argpa
         try:
             cfg = load_study(args.params)
             root = project_root()
-            main(StageContext(name=name, cfg=cfg, args=args, root=root, paths=study_paths(root)))
+            with watching(Watchdog(stall_seconds_from_env())):  # a hung native kernel says so in the log
+                main(StageContext(name=name, cfg=cfg, args=args, root=root, paths=study_paths(root)))
         except ConfigError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
             sys.exit(EXIT_CONFIG)

@@ -90,10 +90,12 @@ def run(ctx: StageContext) -> None:
               "method_settings": {m: s.model_dump() for m, s in settings.items()},
               "dataset.train_images": len(data.train_y), "dataset.test_images": len(data.test_y)}
     threads = torch_threads(cfg)
-    cells = plan_sweep(cfg, target, data_digest=json.dumps(data.meta.get("files"), sort_keys=True),
-                       scorer_dir=ctx.paths.scorer, device_type=ctx.device.type, torch_threads=threads)
+    plan = plan_sweep(cfg, target, data_digest=json.dumps(data.meta.get("files"), sort_keys=True),
+                      scorer_dir=ctx.paths.scorer, device_type=ctx.device.type, torch_threads=threads)
+    cells = plan.cells
     store = CellStore(ctx.paths.cache / "cells" / target)
-    task = CellTask(cfg=cfg, root=ctx.root, cache_dir=ctx.paths.cache / "transfer" / target, torch_threads=threads)
+    task = CellTask(cfg=cfg, root=ctx.root, cache_dir=ctx.paths.cache / "transfer" / target, torch_threads=threads,
+                    share_keys=plan.share_keys)
 
     with tracker.run(f"transfer {target}", params=params, tags={"stage": "transfer", "target": target}):
         runs = SweepRuns(tracker, store, tracker.active_run_id())

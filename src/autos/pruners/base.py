@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +38,7 @@ from autos.masking import (
     select_mask,
 )
 from autos.progress import Heartbeat
+from autos.pruners.shared import shared_result
 from autos.registry import MethodKind
 from autos.training.batches import ImageData, scoring_batches
 
@@ -133,6 +134,14 @@ class PruneContext:
     root: Path = Path(".")  # the repository root: relative paths in settings (AutoS's scorer_dir) resolve here
     features: FeaturesConfig = field(default_factory=FeaturesConfig)  # how target features are built (AutoS)
     scorer: LoadedScorer | None = None  # an AutoS scorer already loaded (else AutoS loads root / scorer_dir)
+    # where work that does not depend on the density is kept for the cells of the other sparsities, and what it
+    # depends on (autos.pruners.shared); None: computed here, never shared
+    share_dir: Path | None = None
+    share_key: str | None = None
+
+    def shared(self, what: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per (``share_key``, ``what``) across this method's cells (``autos.pruners.shared``)."""
+        return shared_result(self.share_dir, self.share_key, what, compute)
 
     def prunable_names(self, model: nn.Module | None = None) -> list[str]:
         return list(prunable_parameters(model or self.model, self.include_classifier))
@@ -249,9 +258,15 @@ class ScorePruner(Pruner[SS]):
         """Entries logged next to every result of this method (none by default)."""
         return {}
 
+    def shared_score(self, ctx: PruneContext) -> Scores:
+        """``score(ctx)``, computed once for this method's cells at every sparsity (``PruneContext.shared``)."""
+        return cast(Scores, ctx.shared("scores", lambda: self.score(ctx)))
+
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings
-        masks, scores = prune_loop(self.score, ctx, density, scope=s.scope, iterations=s.iterations, invert=s.invert,
+        # one-shot: the scores do not depend on the density, so the cells of every sparsity share one scoring
+        score = self.shared_score if s.iterations == 1 else self.score
+        masks, scores = prune_loop(score, ctx, density, scope=s.scope, iterations=s.iterations, invert=s.invert,
                                    layer_floor=s.layer_floor)
         # the invert modifier re-ranks ``scores`` with the plain selection, which knows no floor: a floored or
         # iterative method inverts with its ``invert`` setting instead

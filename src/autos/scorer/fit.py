@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -119,6 +119,80 @@ def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def _split(cfg: ScorerConfig, num_rows: int, max_history_rows: int | None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training rows, held-out rows, the held-out rows of the per-epoch history), seeded by ``cfg.seed``."""
+    train_idx, holdout_idx = split_rows(num_rows, cfg.holdout_fraction, cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 1])
+    if cfg.max_train_rows is not None and cfg.max_train_rows < train_idx.size:
+        log.info("subsampling training rows: %d of %d (scorer.max_train_rows)", cfg.max_train_rows, train_idx.size)
+        train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_rows, replace=False))
+    history_rows = holdout_idx
+    if max_history_rows is not None and holdout_idx.size > max_history_rows:
+        history_rows = np.sort(rng.choice(holdout_idx, size=max_history_rows, replace=False))
+    return train_idx, holdout_idx, history_rows
+
+
+@dataclass
+class _Epochs:
+    """What every epoch of one fit uses: the training rows on the device, the history rows, the optimizer."""
+
+    cfg: ScorerConfig
+    model: ScorerNet
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_hist: torch.Tensor
+    y_hist: np.ndarray
+    device: torch.device
+    log_every: int | None
+    optimizer: torch.optim.Optimizer = field(init=False)
+    generator: torch.Generator = field(init=False)
+    min_batch: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        # BatchNorm cannot train on a batch of one row: drop such a trailing batch (only ever one row per epoch).
+        self.min_batch = 2 if _has_batchnorm(self.model) else 1
+
+    def steps_per_epoch(self) -> int:
+        n, size = self.x_train.shape[0], self.cfg.batch_size
+        return sum(1 for s in range(0, n, size) if min(size, n - s) >= self.min_batch)
+
+    def run(self, epoch: int, progress: Any) -> EpochStats:
+        cfg, model, n_train = self.cfg, self.model, self.x_train.shape[0]
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_train, generator=self.generator).to(self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        seen = 0
+        window_sum, window_n = 0.0, 0
+        for step, s in enumerate(range(0, n_train, cfg.batch_size), start=1):
+            idx = order[s : s + cfg.batch_size]
+            if idx.numel() < self.min_batch:
+                continue
+            loss = batch_loss(model(self.x_train[idx]), self.y_train[idx], cfg.loss)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            batch_total = loss.detach() * idx.numel()
+            loss_sum += batch_total
+            seen += idx.numel()
+            progress.update(1)
+            if self.log_every is not None:
+                window_sum += float(batch_total)
+                window_n += idx.numel()
+                if step % self.log_every == 0:
+                    log.info("epoch %d step %d: running train loss %.6f", epoch, step, window_sum / window_n)
+                    window_sum, window_n = 0.0, 0
+        train_loss = float(loss_sum) / max(1, seen)
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"scorer {cfg.name!r}: training loss is {train_loss} in epoch {epoch} (lr {cfg.lr})")
+        hist_pred = predict(model, self.x_hist, device=self.device)
+        holdout_mse = float(np.mean((hist_pred.astype(np.float64) - self.y_hist) ** 2))
+        return EpochStats(epoch, train_loss, holdout_mse, time.perf_counter() - epoch_start)
+
+
 def fit_scorer(
     table: pa.Table,
     cfg: ScorerConfig,
@@ -141,17 +215,7 @@ def fit_scorer(
     device = torch.device(device)
     settings = cast(ScorerSettings, cfg.typed_settings)  # validated once, at load (autos.study.scorer_config)
     inputs = list(settings.inputs)
-
-    num_rows = table.num_rows
-    train_idx, holdout_idx = split_rows(num_rows, cfg.holdout_fraction, cfg.seed)
-    rng = np.random.default_rng([cfg.seed, 1])
-    if cfg.max_train_rows is not None and cfg.max_train_rows < train_idx.size:
-        log.info("subsampling training rows: %d of %d (scorer.max_train_rows)", cfg.max_train_rows, train_idx.size)
-        train_idx = np.sort(rng.choice(train_idx, size=cfg.max_train_rows, replace=False))
-    history_rows = holdout_idx
-    if max_history_rows is not None and holdout_idx.size > max_history_rows:
-        history_rows = np.sort(rng.choice(holdout_idx, size=max_history_rows, replace=False))
-
+    train_idx, holdout_idx, history_rows = _split(cfg, table.num_rows, max_history_rows)
     x_all = input_matrix(table, inputs)
     y_all = _label_column(table, "label").astype(np.float32, copy=False)
     if not np.isfinite(y_all).all():
@@ -160,80 +224,28 @@ def fit_scorer(
     # step is a gather, not a host-to-device copy.
     x_train = torch.from_numpy(x_all[train_idx]).to(device)
     y_train = torch.from_numpy(y_all[train_idx]).to(device)
-    x_hist = torch.from_numpy(x_all[history_rows])
-    y_hist = y_all[history_rows]
+    x_hist, y_hist = torch.from_numpy(x_all[history_rows]), y_all[history_rows]
     del x_all
-
     with torch.random.fork_rng(devices=[]):  # the init depends on cfg.seed only, not on earlier RNG use
         torch.manual_seed(cfg.seed)
         model, _ = build_scorer(cfg.name, settings)
     model.prepare(x_train)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    n_train = x_train.shape[0]
-    # BatchNorm cannot train on a batch of one row: drop such a trailing batch (only ever one row per epoch).
-    min_batch = 2 if _has_batchnorm(model) else 1
-    steps_per_epoch = sum(
-        1 for s in range(0, n_train, cfg.batch_size) if min(cfg.batch_size, n_train - s) >= min_batch
-    )
-    log.info(
-        "fitting scorer %r on %d rows (holdout %d) with inputs %s: %d epochs x %d steps, batch %d, device %s",
-        cfg.name, n_train, holdout_idx.size, inputs, cfg.epochs, steps_per_epoch, cfg.batch_size, device,
-    )
-
+    epochs = _Epochs(cfg, model, x_train, y_train, x_hist, y_hist, device, log_every)
+    steps = epochs.steps_per_epoch()
+    log.info("fitting scorer %r on %d rows (holdout %d) with inputs %s: %d epochs x %d steps, batch %d, device %s",
+             cfg.name, x_train.shape[0], holdout_idx.size, inputs, cfg.epochs, steps, cfg.batch_size, device)
     history: list[EpochStats] = []
-    progress = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"scorer {cfg.name}", unit="step", disable=None)
+    progress = tqdm(total=cfg.epochs * steps, desc=f"scorer {cfg.name}", unit="step", disable=None)
     try:
         for epoch in range(1, cfg.epochs + 1):
-            epoch_start = time.perf_counter()
-            model.train()
-            order = torch.randperm(n_train, generator=generator).to(device)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            seen = 0
-            window_sum, window_n = 0.0, 0
-            for step, s in enumerate(range(0, n_train, cfg.batch_size), start=1):
-                idx = order[s : s + cfg.batch_size]
-                if idx.numel() < min_batch:
-                    continue
-                pred = model(x_train[idx])
-                loss = batch_loss(pred, y_train[idx], cfg.loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                batch_total = loss.detach() * idx.numel()
-                loss_sum += batch_total
-                seen += idx.numel()
-                progress.update(1)
-                if log_every is not None:
-                    window_sum += float(batch_total)
-                    window_n += idx.numel()
-                    if step % log_every == 0:
-                        log.info("epoch %d step %d: running train loss %.6f", epoch, step, window_sum / window_n)
-                        window_sum, window_n = 0.0, 0
-            train_loss = float(loss_sum) / max(1, seen)
-            if not math.isfinite(train_loss):
-                raise TrainingDiverged(
-                    f"scorer {cfg.name!r}: training loss is {train_loss} in epoch {epoch} (lr {cfg.lr})"
-                )
-            hist_pred = predict(model, x_hist, device=device)
-            holdout_mse = float(np.mean((hist_pred.astype(np.float64) - y_hist) ** 2))
-            stats = EpochStats(epoch, train_loss, holdout_mse, time.perf_counter() - epoch_start)
+            stats = epochs.run(epoch, progress)
             history.append(stats)
-            progress.set_postfix(train=f"{train_loss:.4g}", holdout=f"{holdout_mse:.4g}")
-            log.info(
-                "scorer epoch %d/%d: train loss %.6f, holdout mse %.6f (%.1f s)",
-                epoch, cfg.epochs, train_loss, holdout_mse, stats.seconds,
-            )
+            progress.set_postfix(train=f"{stats.train_loss:.4g}", holdout=f"{stats.holdout_mse:.4g}")
+            log.info("scorer epoch %d/%d: train loss %.6f, holdout mse %.6f (%.1f s)", epoch, cfg.epochs,
+                     stats.train_loss, stats.holdout_mse, stats.seconds)
     finally:
         progress.close()
     model.eval()
-    return FitResult(
-        model=model,
-        settings=settings,
-        train_idx=train_idx,
-        holdout_idx=holdout_idx,
-        history_rows=history_rows,
-        history=history,
-        seconds=time.perf_counter() - start,
-    )
+    return FitResult(model=model, settings=settings, train_idx=train_idx, holdout_idx=holdout_idx,
+                     history_rows=history_rows, history=history, seconds=time.perf_counter() - start)

@@ -131,10 +131,27 @@ def scorer_digest(scorer_dir: Path) -> str:
         raise DataError(f"no readable trained scorer at {scorer_dir} ({exc}); run the train_scorer stage") from None
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """A target's cells with their ids, in ``plan_cells`` order, and per (method, seed) the key of what its cells
+    share across sparsities (``autos.pruners.shared``): the hash of a cell's inputs but its sparsity."""
+
+    cells: list[tuple[CellKey, str]]
+    share_keys: dict[str, str]  # share_key_of(method, seed) -> key
+
+    def share_key(self, key: CellKey) -> str | None:
+        return self.share_keys.get(share_key_of(key.method, key.seed))
+
+
+def share_key_of(method: str, seed: int) -> str:
+    return f"{method}/{seed}"
+
+
 def plan_sweep(cfg: StudyConfig, target: str, *, data_digest: str, scorer_dir: Path, device_type: str,
-               torch_threads: int) -> list[tuple[CellKey, str]]:
-    """Every cell of ``target`` with its id, in ``plan_cells`` order. Each method's registry record says what its
-    cells read (its module's code; the scorer, which is read from ``scorer_dir`` only if a method reads it)."""
+               torch_threads: int) -> SweepPlan:
+    """Every cell of ``target`` with its id, in ``plan_cells`` order, and what they share. Each method's registry
+    record says what its cells read (its module's code; the scorer, read from ``scorer_dir`` only if a method
+    reads it)."""
     from autos.pruners import PRUNERS
 
     records = {m: PRUNERS.record(m) for m in cfg.transfer.methods}
@@ -148,7 +165,11 @@ def plan_sweep(cfg: StudyConfig, target: str, *, data_digest: str, scorer_dir: P
                            code=code[key.method], device_type=device_type, torch_threads=torch_threads,
                            reads_scorer=bool(record and record.reads_scorer))
 
-    return [(key, cell_id(key, inputs(key))) for key in plan_cells(cfg, target)]
+    keys = plan_cells(cfg, target)
+    shared = {share_key_of(k.method, k.seed): cell_id(CellKey(k.target, k.method, -1.0, k.seed),
+                                                      {**inputs(k), "modifiers": None, "shared": True})
+              for k in keys if k.method != DENSE}
+    return SweepPlan(cells=[(key, cell_id(key, inputs(key))) for key in keys], share_keys=shared)
 
 
 class CellStore:

@@ -28,13 +28,14 @@ adds nodes for queued work sees no queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ from autos.device import resolve_device, torch_threads
 from autos.errors import AutosError
 from autos.models import model_for
 from autos.progress import Clock, SweepProgress, percent
-from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message
-from autos.watchdog import beat
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message, share_key_of
+from autos.watchdog import Watchdog, active, beat, stall_seconds_from_env, watching
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class CellTask:
     root: Path
     cache_dir: Path
     torch_threads: int | None  # CPU threads a cell computes with (None: the process's count as it is)
+    share_keys: Mapping[str, str] = field(default_factory=dict)  # autos.sweep.cells.SweepPlan.share_keys
 
 
 def execute_cell(task: CellTask, key: CellKey, data: PreparedData) -> CellResult:
@@ -75,10 +77,12 @@ def execute_cell(task: CellTask, key: CellKey, data: PreparedData) -> CellResult
     def build(seed: int) -> torch.nn.Module:
         return model_for(spec, num_classes=data.num_classes, input_size=data.image_size, seed=seed)
 
-    beat(f"cell {key.name}")
-    with torch_threads(task.torch_threads):
+    # in the stage process the stage's watchdog is active; a Ray worker opens its own for the cell
+    own = None if active() is not None else Watchdog(stall_seconds_from_env())
+    with torch_threads(task.torch_threads), watching(own) if own is not None else contextlib.nullcontext():
+        beat(f"cell {key.name}")
         return run_cell(task.cfg, key, data, build=build, device=resolve_device(task.cfg.device), root=task.root,
-                        cache_dir=task.cache_dir)
+                        cache_dir=task.cache_dir, share_key=task.share_keys.get(share_key_of(key.method, key.seed)))
 
 
 OnDone = Callable[[CellResult], None]

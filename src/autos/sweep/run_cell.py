@@ -31,18 +31,9 @@ from autos.sweep.modifiers import MODIFIERS
 from autos.sweep.oracle import keeps_mask, pack_masks
 from autos.sweep.records import RunKey, RunRow
 from autos.training import evaluate_only, train
-from autos.training.batches import ImageData
+from autos.training.batches import ImageData, dataset_classes
 
 log = logging.getLogger(__name__)
-
-
-def dataset_classes(data: ImageData) -> int:
-    """The dataset's class count from its metadata (``PreparedData.num_classes``): the training labels alone
-    undercount when the highest class has no training image (a capped or filtered split)."""
-    declared = getattr(data, "num_classes", None)
-    if declared is not None:
-        return int(declared)
-    return int(max(int(data.train_y.max()), int(data.test_y.max()))) + 1  # bare tensors: the best we can do
 
 
 def _check_outputs(model: nn.Module, num_classes: int, target: str) -> None:
@@ -61,10 +52,13 @@ def run_cell(
     device: torch.device,
     root: Path = Path("."),
     cache_dir: Path | None,
+    share_key: str | None = None,
 ) -> CellResult:
     """One cell: select the mask of (method, sparsity, seed) once, then train the mask and each modifier's variant.
 
     ``root``: the repository root, against which methods resolve relative paths (AutoS's ``scorer_dir``).
+    ``share_key``: what this cell's work that does not depend on the density is keyed by, shared with the cells of
+    the method's other sparsities under ``cache_dir / "shared"`` (``autos.pruners.shared``); None: nothing shared.
     """
     target, seed = key.target, key.seed
     spec: ModelSpec = cfg.transfer.targets[target]
@@ -107,7 +101,8 @@ def run_cell(
     density = 1.0 - key.sparsity
     ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
                        include_classifier=cfg.pruning.include_classifier, build_model=build, cache_dir=cache_dir,
-                       root=root, features=cfg.features)
+                       root=root, features=cfg.features, share_key=share_key,
+                       share_dir=cache_dir / "shared" if cache_dir is not None else None)
     start = time.perf_counter()
     result = pruner.prune(ctx, density)
     select_seconds = time.perf_counter() - start

@@ -158,3 +158,12 @@ def device_batches(
             oy, ox, flip = (on_dev[k, start : start + batch_size] for k in (1, 2, 3))
             xb = apply_augmentation(xb, oy, ox, flip.bool(), padding)
         yield xb, y[idx]
+
+
+def dataset_classes(data: ImageData) -> int:
+    """The dataset's class count from its metadata (``PreparedData.num_classes``): the training labels alone
+    undercount when the highest class has no training image (a capped or filtered split)."""
+    declared = getattr(data, "num_classes", None)
+    if declared is not None:
+        return int(declared)
+    return int(max(int(data.train_y.max()), int(data.test_y.max()))) + 1  # bare tensors: the best we can do

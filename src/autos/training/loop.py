@@ -1,9 +1,10 @@
 """The one train/eval loop, used by IRP rounds, dense and sparse training, and every method that trains.
 
 Batches come from ``autos.training.batches`` (seeded, augmented, in memory); the memory layout from
-``autos.training.channels_last``. Masks, when given, hold
-through training: pruned gradients are zeroed before the step and pruned weights after it. Extensions (logging,
-early selection criteria) hook in through ``Callback``.
+``autos.training.channels_last``. Masks, when given, hold through training: pruned gradients are zeroed before the
+step, so the recipe's SGD (momentum, Nesterov, weight decay) leaves pruned weights at exactly zero; with any other
+optimizer (a method's own ``optimizer_factory``) the pruned weights are also zeroed after the step. Logging,
+progress and the stall watchdog are callbacks (``autos.training.callbacks``), as is any method's extension.
 
 One loop for CPU and GPU: the uint8 arrays move to the device once per ``train`` call and are augmented there; a
 step never synchronises with the host (the epoch's loss sum and correct count accumulate on the device and are read
@@ -17,169 +18,27 @@ and the on-device sums are float64 like the Python floats they replace.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from autos.config import TrainRecipe
-from autos.masking import apply_masks_, mask_gradients_
+from autos.masking import apply_masks_
 from autos.training.batches import ImageData, Normalizer, device_batches, on_device
+from autos.training.callbacks import Callback, TrainState, builtin_callbacks
 from autos.training.channels_last import use_channels_last
-from autos.watchdog import beat
+from autos.training.evaluate import Forward, TrainResult, evaluate, evaluate_only, evaluate_with
+from autos.training.optim import lr_factor, make_optimizer
 
-log = logging.getLogger(__name__)
+__all__ = ["Callback", "TrainResult", "TrainState", "evaluate", "evaluate_only", "lr_factor", "make_optimizer",
+           "train"]
 
-
-Forward = Callable[[Tensor], Tensor]
-
-STEP_LOG_SECONDS = 60.0  # a log line inside an epoch at most this often (the per-epoch line comes regardless)
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: ImageData,
-    *,
-    device: torch.device,
-    batch_size: int = 512,
-    channels_last: bool = False,
-    split: str = "test",
-    compile_model: bool = False,
-) -> tuple[float, float]:
-    """(mean cross-entropy, top-1 accuracy) on a split, in eval mode.
-
-    ``compile_model``: run the forward through ``torch.compile(model)`` (worth it on a GPU for large splits)."""
-    forward: Forward = torch.compile(model) if compile_model else model
-    return _evaluate(model, forward, data, device=device, batch_size=batch_size, channels_last=channels_last,
-                     split=split)
-
-
-@torch.no_grad()
-def _evaluate(model: nn.Module, forward: Forward, data: ImageData, *, device: torch.device, batch_size: int,
-              channels_last: bool, split: str = "test") -> tuple[float, float]:
-    x, y = (data.test_x, data.test_y) if split == "test" else (data.train_x, data.train_y)
-    x, y = x.to(device), y.to(device)  # one copy per call (none when the loop already holds the data there)
-    norm = Normalizer.of(data, device)
-    was_training = model.training
-    model.eval()
-    # Sums stay on the device and are read once: a float()/int() per batch would stall a GPU every batch. The
-    # loss sum is float64, as Python's float sum was, so CPU results are unchanged to the bit.
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for start in range(0, len(y), batch_size):
-        xb, yb = norm(x[start : start + batch_size], channels_last), y[start : start + batch_size]
-        logits = forward(xb)
-        beat("evaluate")
-        total_loss += F.cross_entropy(logits.float(), yb, reduction="sum").double()
-        correct += (logits.argmax(1) == yb).sum()
-    model.train(was_training)
-    return total_loss.item() / len(y), int(correct.item()) / len(y)
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class TrainState:
-    """Shared with callbacks; set ``stop = True`` to end training after the current epoch.
-
-    ``loss`` is the last step's training loss; the loop stores it as a device tensor and reading ``loss`` turns it
-    into a float (a host sync, once per step at most), so steps where no callback reads it never sync."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    epoch: int = 0
-    step: int = 0
-    masks: Mapping[str, Tensor] | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-    stop: bool = False
-    _loss: Tensor | float = field(default=math.nan, init=False, repr=False)
-
-    @property
-    def loss(self) -> float:
-        if isinstance(self._loss, Tensor):
-            self._loss = self._loss.item()  # cached: later readers in the same step do not sync again
-        return self._loss
-
-    @loss.setter
-    def loss(self, value: float) -> None:
-        self._loss = value
-
-
-class Callback:
-    """Override what you need. Called in order: train_begin, (after_backward, step_end)*, epoch_end."""
-
-    def on_train_begin(self, state: TrainState) -> None: ...
-
-    def on_after_backward(self, state: TrainState) -> None: ...
-
-    def on_step_end(self, state: TrainState) -> None: ...
-
-    def on_epoch_end(self, state: TrainState) -> None: ...
-
-
-@dataclass
-class TrainResult:
-    final_test_acc: float
-    best_test_acc: float
-    best_epoch: int
-    final_test_loss: float
-    epochs: int
-    seconds: float
-    train_images_per_second: float
-    history: list[dict[str, float]]
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            "final_test_acc": self.final_test_acc,
-            "best_test_acc": self.best_test_acc,
-            "best_epoch": self.best_epoch,
-            "final_test_loss": self.final_test_loss,
-            "train_seconds": self.seconds,
-            "train_images_per_second": self.train_images_per_second,
-        }
-
-
-def evaluate_only(model: nn.Module, data: ImageData, *, device: torch.device, masks: Mapping[str, Tensor] | None = None,
-                  batch_size: int = 512) -> TrainResult:
-    """A zero-epoch result for weights used as they are (e.g. Lottery Jackpots' searched mask, no tuning)."""
-    model.to(device)
-    if masks is not None:
-        apply_masks_(model, {k: v.to(device) for k, v in masks.items()})
-    start = time.perf_counter()
-    loss, acc = evaluate(model, data, device=device, batch_size=batch_size)
-    return TrainResult(final_test_acc=acc, best_test_acc=acc, best_epoch=0, final_test_loss=loss, epochs=0,
-                       seconds=time.perf_counter() - start, train_images_per_second=0.0,
-                       history=[{"epoch": 0, "test_loss": loss, "test_acc": acc}])
-
-
-def make_optimizer(params: list[nn.Parameter], recipe: TrainRecipe) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        params,
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.nesterov and recipe.momentum > 0,
-        weight_decay=recipe.weight_decay,
-    )
-
-
-def lr_factor(recipe: TrainRecipe, epoch_progress: float) -> float:
-    """Multiplier of the base lr at a fractional epoch (linear warm-up, then the schedule)."""
-    if recipe.warmup_epochs and epoch_progress < recipe.warmup_epochs:
-        return (epoch_progress + 1e-8) / recipe.warmup_epochs
-    fraction = epoch_progress / recipe.epochs
-    if recipe.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(fraction, 1.0)))
-    if recipe.schedule == "multistep":
-        return recipe.gamma ** sum(fraction >= m for m in recipe.milestones)
-    return 1.0
+OptimizerFactory = Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer]
 
 
 def train(
@@ -194,7 +53,7 @@ def train(
     desc: str = "train",
     evaluate_every_epoch: bool = True,
     parameters: list[nn.Parameter] | None = None,
-    optimizer_factory: Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer] | None = None,
+    optimizer_factory: OptimizerFactory | None = None,
     compile_model: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place with ``recipe``; returns final- and best-epoch test accuracy.
@@ -208,9 +67,10 @@ def train(
     eager to rounding, not to the bit.
     """
     with _deterministic_cudnn(device):
-        return _train(model, data, recipe, seed=seed, device=device, masks=masks, callbacks=callbacks, desc=desc,
-                      evaluate_every_epoch=evaluate_every_epoch, parameters=parameters,
-                      optimizer_factory=optimizer_factory, compile_model=compile_model or recipe.compile)
+        run = _Run.start(model, data, recipe, seed=seed, device=device, masks=masks, desc=desc,
+                         parameters=parameters, optimizer_factory=optimizer_factory,
+                         compile_model=compile_model or recipe.compile)
+        return run.fit([*builtin_callbacks(), *callbacks], evaluate_every_epoch)
 
 
 @contextlib.contextmanager
@@ -224,133 +84,149 @@ def _deterministic_cudnn(device: torch.device) -> Iterator[None]:
         yield
 
 
-def _train(
-    model: nn.Module,
-    data: ImageData,
-    recipe: TrainRecipe,
-    *,
-    seed: int,
-    device: torch.device,
-    masks: Mapping[str, Tensor] | None,
-    callbacks: Sequence[Callback],
-    desc: str,
-    evaluate_every_epoch: bool,
-    parameters: list[nn.Parameter] | None,
-    optimizer_factory: Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer] | None,
-    compile_model: bool,
-) -> TrainResult:
-    model.to(device)
-    input_size = int(data.train_x.shape[-1])
-    channels_last = use_channels_last(recipe.channels_last, model, input_size, device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    step_masks: dict[str, Tensor] | None = None
-    if masks is not None:
-        masks = {k: v.to(device) for k, v in masks.items()}
-        apply_masks_(model, masks)
-        # The same masks in each weight's dtype, for the two per-step multiplies (saves a cast per weight per step;
-        # multiplying by 0.0/1.0 is exact either way). Callbacks still see the masks as given, in ``state.masks``.
-        named = dict(model.named_parameters())
-        step_masks = {k: v.to(dtype=named[k].dtype) for k, v in masks.items()}
-    params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
-    optimizer = (optimizer_factory or make_optimizer)(params, recipe)
-    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same draws whatever the device
-    data = on_device(data, device)  # the uint8 arrays, copied to the device once per run
-    norm = Normalizer.of(data, device)
-    use_bf16 = recipe.precision == "bf16" and device.type == "cuda"
-    forward: Forward = torch.compile(model) if compile_model else model
-    state = TrainState(model=model, optimizer=optimizer, masks=masks)
-    for cb in callbacks:
-        cb.on_train_begin(state)
+@dataclass
+class _Run:
+    """One training run's working set, resolved once before the first step (nothing is rebuilt per step)."""
 
-    n = data.train_x.shape[0]
-    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
-    best_acc, best_epoch, test_loss, test_acc = -1.0, 0, math.nan, math.nan
-    start = time.perf_counter()
-    train_seconds = 0.0
-    # A bar on a terminal only (disable=None: off when stderr is no tty, e.g. a DVC log); the log lines below are
-    # the record either way: one per epoch, and one per STEP_LOG_SECONDS inside an epoch that takes longer.
-    bar = tqdm(range(recipe.epochs), desc=desc, leave=False, disable=None)
-    last_line = time.perf_counter()
-    for epoch in bar:
-        state.epoch = epoch
-        model.train()
-        epoch_start = time.perf_counter()
+    model: nn.Module
+    data: ImageData  # on the device
+    recipe: TrainRecipe
+    device: torch.device
+    state: TrainState
+    generator: torch.Generator  # on the CPU: the same draws whatever the device
+    norm: Normalizer
+    forward: Forward
+    channels_last: bool
+    use_bf16: bool
+    masked: list[tuple[nn.Parameter, Tensor]]  # (weight, its mask in the weight's dtype and memory format)
+    mask_after_step: bool  # zero pruned weights after each step too (an optimizer other than the recipe's SGD)
+
+    @classmethod
+    def start(cls, model: nn.Module, data: ImageData, recipe: TrainRecipe, *, seed: int, device: torch.device,
+              masks: Mapping[str, Tensor] | None, desc: str, parameters: list[nn.Parameter] | None,
+              optimizer_factory: OptimizerFactory | None, compile_model: bool) -> _Run:
+        model.to(device)
+        channels_last = use_channels_last(recipe.channels_last, model, int(data.train_x.shape[-1]), device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        masked: list[tuple[nn.Parameter, Tensor]] = []
+        if masks is not None:
+            masks = {k: v.to(device) for k, v in masks.items()}
+            apply_masks_(model, masks)
+            # The masks in each weight's dtype and memory format, for the per-step multiply: exact either way (by
+            # 0.0/1.0), but a mask strided unlike its weight makes every multiply a strided one.
+            named = dict(model.named_parameters())
+            masked = [(named[k], v.to(dtype=named[k].dtype).to(memory_format=_format_of(named[k])))
+                      for k, v in masks.items()]
+        params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
+        optimizer = (optimizer_factory or make_optimizer)(params, recipe)
+        on_dev = on_device(data, device)  # the uint8 arrays, copied to the device once per run
+        steps_per_epoch = max(1, math.ceil(on_dev.train_x.shape[0] / recipe.batch_size))
+        state = TrainState(model=model, optimizer=optimizer, masks=masks, desc=desc, epochs=recipe.epochs,
+                           steps_per_epoch=steps_per_epoch)
+        return cls(model=model, data=on_dev, recipe=recipe, device=device, state=state,
+                   generator=torch.Generator().manual_seed(seed), norm=Normalizer.of(on_dev, device),
+                   forward=torch.compile(model) if compile_model else model, channels_last=channels_last,
+                   use_bf16=recipe.precision == "bf16" and device.type == "cuda", masked=masked,
+                   mask_after_step=optimizer_factory is not None)
+
+    def fit(self, callbacks: Sequence[Callback], evaluate_every_epoch: bool) -> TrainResult:
+        state, recipe = self.state, self.recipe
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        best_acc, best_epoch, test_loss, test_acc = -1.0, 0, math.nan, math.nan
+        start = time.perf_counter()
+        train_seconds = 0.0
+        for epoch in range(recipe.epochs):
+            state.epoch, state.epoch_step = epoch, 0
+            epoch_start = time.perf_counter()
+            record = self.train_epoch(callbacks)
+            train_seconds += time.perf_counter() - epoch_start  # after the read: a GPU's queued steps are counted
+            if evaluate_every_epoch or epoch == recipe.epochs - 1:
+                test_loss, test_acc = self.evaluate(self.channels_last)
+                record.update(test_loss=test_loss, test_acc=test_acc)
+                if test_acc > best_acc:
+                    best_acc, best_epoch = test_acc, epoch + 1
+            state.history.append(record)
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            if state.stop:
+                break
+        if self.channels_last:
+            self.model.to(memory_format=torch.contiguous_format)
+        if state.history and "test_acc" not in state.history[-1]:  # stopped early without an evaluation
+            test_loss, test_acc = self.evaluate(channels_last=False)
+            state.history[-1].update(test_loss=test_loss, test_acc=test_acc)
+            if test_acc > best_acc:
+                best_acc, best_epoch = test_acc, len(state.history)
+        for cb in callbacks:
+            cb.on_train_end(state)
+        images = self.data.train_x.shape[0] * len(state.history)
+        return TrainResult(final_test_acc=test_acc, best_test_acc=best_acc, best_epoch=best_epoch,
+                           final_test_loss=test_loss, epochs=len(state.history), seconds=time.perf_counter() - start,
+                           train_images_per_second=images / max(train_seconds, 1e-9), history=state.history)
+
+    def evaluate(self, channels_last: bool) -> tuple[float, float]:
+        return evaluate_with(self.model, self.forward, self.data, device=self.device,
+                             batch_size=self.recipe.eval_batch_size, channels_last=channels_last)
+
+    def train_epoch(self, callbacks: Sequence[Callback]) -> dict[str, float]:
+        """One pass over the training set; the epoch's record (train loss and accuracy, last lr)."""
+        state, recipe, optimizer = self.state, self.recipe, self.state.optimizer
+        self.model.train()
+        for cb in callbacks:
+            cb.on_epoch_begin(state)
         # Per-epoch sums live on the device (read once, after the last step). float64, like the Python float sum
         # they replace, and the same operations in the same order, so CPU results are bit-identical to it.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
         seen = 0
-        for i, (xb, yb) in enumerate(
-            device_batches(data.train_x, data.train_y, recipe.batch_size, generator=generator, augment=recipe.augment)
-        ):
+        batches = device_batches(self.data.train_x, self.data.train_y, recipe.batch_size, generator=self.generator,
+                                 augment=recipe.augment)
+        for i, (xb, yb) in enumerate(batches):
             for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * lr_factor(recipe, epoch + i / steps_per_epoch)
-            xb = norm(xb, channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = forward(xb)
+                group["lr"] = recipe.lr * lr_factor(recipe, state.epoch + i / state.steps_per_epoch)
+            xb = self.norm(xb, self.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                logits = self.forward(xb)
                 loss = F.cross_entropy(logits.float(), yb)
             with torch.no_grad():
                 loss_sum += loss.double() * len(yb)  # no alpha=: a fused multiply-add would round differently
                 correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if step_masks is not None:
-                mask_gradients_(model, step_masks)
-            state._loss = loss.detach()  # a float only if a callback reads state.loss
-            for cb in callbacks:
-                cb.on_after_backward(state)
-            optimizer.step()
-            if step_masks is not None:
-                apply_masks_(model, step_masks)  # weight decay and momentum must not revive pruned weights
-            state.step += 1
-            beat(f"{desc} epoch {epoch + 1} step {i + 1}")
-            if time.perf_counter() - last_line >= STEP_LOG_SECONDS:
-                last_line = time.perf_counter()
-                log.info("%s epoch %d/%d: step %d/%d (%.0f s into the epoch)", desc, epoch + 1, recipe.epochs, i + 1,
-                         steps_per_epoch, last_line - epoch_start)
-            for cb in callbacks:
-                cb.on_step_end(state)
-        record = {"epoch": epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": int(correct.item()) / seen,
-                  "lr": optimizer.param_groups[0]["lr"]}
-        train_seconds += time.perf_counter() - epoch_start  # after the read: a GPU's queued steps are counted
-        if evaluate_every_epoch or epoch == recipe.epochs - 1:
-            test_loss, test_acc = _evaluate(
-                model, forward, data, device=device, batch_size=recipe.eval_batch_size, channels_last=channels_last
-            )
-            record.update(test_loss=test_loss, test_acc=test_acc)
-            if test_acc > best_acc:
-                best_acc, best_epoch = test_acc, epoch + 1
-        state.history.append(record)
-        bar.set_postfix(loss=f"{record['train_loss']:.3f}", acc=f"{record.get('test_acc', math.nan):.3f}")
-        last_line = time.perf_counter()
-        log.info(
-            "%s epoch %d/%d loss %.4f train_acc %.4f test_acc %s (%.0f s)",
-            desc, epoch + 1, recipe.epochs, record["train_loss"], record["train_acc"],
-            f"{record['test_acc']:.4f}" if "test_acc" in record else "-", last_line - epoch_start,
-        )
+            self.step(loss, callbacks)
+        return {"epoch": state.epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": int(correct.item()) / seen,
+                "lr": optimizer.param_groups[0]["lr"]}
+
+    def step(self, loss: Tensor, callbacks: Sequence[Callback]) -> None:
+        """Backward, masked gradients, the optimizer step; pruned weights stay exactly zero."""
+        state = self.state
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for weight, mask in self.masked:  # momentum and weight decay must never revive a pruned weight
+                if weight.grad is not None:
+                    weight.grad.mul_(mask)
+        state._loss = loss.detach()  # a float only if a callback reads state.loss
         for cb in callbacks:
-            cb.on_epoch_end(state)
-        if state.stop:
-            break
-    if channels_last:
-        model.to(memory_format=torch.contiguous_format)
-    if state.history and "test_acc" not in state.history[-1]:
-        test_loss, test_acc = _evaluate(model, forward, data, device=device, batch_size=recipe.eval_batch_size,
-                                        channels_last=False)
-        state.history[-1].update(test_loss=test_loss, test_acc=test_acc)
-        if test_acc > best_acc:
-            best_acc, best_epoch = test_acc, len(state.history)
-    seconds = time.perf_counter() - start
-    images = n * len(state.history)
-    return TrainResult(
-        final_test_acc=test_acc,
-        best_test_acc=best_acc,
-        best_epoch=best_epoch,
-        final_test_loss=test_loss,
-        epochs=len(state.history),
-        seconds=seconds,
-        train_images_per_second=images / max(train_seconds, 1e-9),
-        history=state.history,
-    )
+            cb.on_after_backward(state)
+        state.optimizer.step()
+        if self.mask_after_step or (self.masked and _callback_may_touch_gradients(callbacks)):
+            with torch.no_grad():
+                for weight, mask in self.masked:
+                    weight.mul_(mask)
+        state.step += 1
+        state.epoch_step += 1
+        for cb in callbacks:
+            cb.on_step_end(state)
+
+
+def _format_of(weight: Tensor) -> torch.memory_format:
+    return torch.channels_last if weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last) \
+        and not weight.is_contiguous() else torch.contiguous_format
+
+
+def _callback_may_touch_gradients(callbacks: Sequence[Callback]) -> bool:
+    """A caller's callback with an ``on_after_backward`` may change gradients after they were masked (the built-in
+    observers never do): then the pruned weights are zeroed after the step as well."""
+    return any(type(cb).on_after_backward is not Callback.on_after_backward for cb in callbacks)
