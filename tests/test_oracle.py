@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from autos.models import build_model
-from autos.report.markdown import target_markdown
+from autos.pruners import PRUNERS
+from autos.report import TargetResults, target_markdown
 from autos.study import parse_study
 from autos.sweep.cells import CellKey, CellResult, CellStore
 from autos.sweep.oracle import keeps_mask, oracle_overlaps, pack_masks, unpack_mask
@@ -73,6 +74,7 @@ def test_cells_keep_the_mask_the_store_round_trips_it_and_the_report_shows_it(ti
     records = oracle_overlaps((c.key.method, c.key.sparsity, c.key.seed, c.mask) for c in cells.values()
                               if c.mask is not None)
     assert [r["method"] for r in records] == ["magnitude"] and 0.0 <= records[0]["overlap"] <= 1.0
-    page = target_markdown(target, {"rows": [r.to_json() for r in cells["magnitude"].rows], "oracle_overlap": records})
+    page = target_markdown(TargetResults(target, tuple(cells["magnitude"].rows), oracle_overlap=tuple(records)),
+                           PRUNERS.records())
     assert "Overlap with IRP run on this target" in page
     assert f"| magnitude | 70% | {100 * records[0]['overlap']:.1f} (n=1) | 30 |" in page

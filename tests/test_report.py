@@ -1,23 +1,32 @@
-"""The study report on synthetic results: CSV shape, mean ± std cells, collapse markers, PNGs, summary links."""
+"""The study report on synthetic results: CSV shape, mean ± std cells, collapse markers, PNGs, summary links, the
+source named up front, typed rows."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autos.errors import DataError
+from autos.registry import MethodRecord
 from autos.report import (
     COLLAPSE_MARK,
+    DROPPED_KEYS,
+    RESULT_COLUMNS,
+    Source,
     build_report,
     load_results,
     relative_links,
     results_frame,
     scorer_table,
 )
+from autos.sweep.records import RunRow
 
 TARGETS = ["vgg_c10", "resnet_tin"]
 METHODS = ["autos", "random", "snip"]
@@ -25,6 +34,11 @@ SPARSITIES = [0.9, 0.98]
 SEEDS = [0, 1]
 COLLAPSED = ("resnet_tin", "snip", 0.98, 1)  # (target, method, sparsity, seed) of the one collapsed run
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RECORDS = {name: MethodRecord(name=name, title=title, kind="pai", needs_data=False, reads_scorer=False,
+                              settings=object, module="tests")
+           for name, title in [("autos", "AutoS"), ("random", "Random"), ("snip", "SNIP")]}
+SOURCE = Source(model="resnet18", dataset="cifar10", width=4,
+                irp={"num_rounds": 2, "final_density": 0.2, "schedule": "linear", "epochs_per_round": None})
 
 
 def _acc(target: str, method: str, sparsity: float, seed: int) -> float:
@@ -82,11 +96,11 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
             **{t: p for t, p in zip(TARGETS, paths, strict=True)}}
 
 
-def _build(inputs: dict[str, Path], with_scorer: bool = True) -> list[Path]:
+def _build(inputs: dict[str, Path], with_scorer: bool = True, source: Source | None = SOURCE) -> list[Path]:
     results = load_results(sorted(inputs["results_dir"].glob("*/results.json")))
     curve = json.loads(inputs["curve"].read_text())
     scorer = json.loads(inputs["scorer"].read_text()) if with_scorer else None
-    return build_report(results, curve, scorer, inputs["out"])
+    return build_report(results, curve, scorer, inputs["out"], records=RECORDS, source=source)
 
 
 def _table(markdown: str, title: str) -> list[list[str]]:
@@ -201,7 +215,7 @@ def test_missing_scorer_metrics_and_curve_are_handled(inputs: dict[str, Path], t
     text = (inputs["out"] / "summary.md").read_text()
     assert "No scorer metrics found" in text
     assert all((inputs["out"] / link).is_file() for link in relative_links(text))
-    empty = build_report({}, None, None, tmp_path / "empty")
+    empty = build_report({}, None, None, tmp_path / "empty", records=RECORDS)
     assert (tmp_path / "empty" / "summary.md") in empty
     assert "No IRP curve found" in (tmp_path / "empty" / "summary.md").read_text()
     assert scorer_table(None) is None and scorer_table({"holdout_rows": 3}) is None
@@ -212,14 +226,14 @@ def test_source_ticket_section_and_figure(inputs: dict[str, Path]) -> None:
               "layers": [{"layer": "conv1.weight", "weights": 432, "irp_ticket": 0.4, "autos": 0.0, "abs_w0": 0.2},
                          {"layer": "fc.weight", "weights": 640, "irp_ticket": 0.05, "autos": 0.1, "abs_w0": 0.08}]}
     results = load_results(sorted(inputs["results_dir"].glob("*/results.json")))
-    files = build_report(results, None, None, inputs["out"], ticket)
+    files = build_report(results, None, None, inputs["out"], ticket, records=RECORDS)
     assert inputs["out"] / "figures" / "source_ticket.png" in files
     assert (inputs["out"] / "svg" / "source_ticket.svg").is_file()
     text = (inputs["out"] / "summary.md").read_text()
     assert "AutoS's mask keeps 61.0% of the ticket, |w0|'s 60.0% and a random mask 10.0%" in text
     assert "| conv1 | 432 | 0.4000 | 0.0000 | 0.2000 |" in text
     assert all((inputs["out"] / link).is_file() for link in relative_links(text))
-    build_report(results, None, None, inputs["out"] / "none")
+    build_report(results, None, None, inputs["out"] / "none", records=RECORDS)
     assert "No source ticket diagnostics" in (inputs["out"] / "none" / "summary.md").read_text()
 
 
@@ -229,3 +243,57 @@ def test_scorer_table_is_tolerant_of_shape() -> None:
     assert table is not None
     assert table.header == ["metric", "scorer", "abs_w0"]
     assert table.rows == [["spearman", "0.5000", "0.4000"], ["overlap@0.1", "—", "—"]]
+
+
+def test_results_columns_keep_their_order_and_cover_every_row_field() -> None:
+    # the column order of results.csv is a contract (readers index it): today's order, exactly
+    assert RESULT_COLUMNS == [
+        "target", "method", "modifier", "label", "sparsity", "seed", "final_test_acc", "best_test_acc", "best_epoch",
+        "achieved_sparsity", "achieved_density", "effective_sparsity", "min_layer_density", "collapsed",
+        "num_empty_layers", "empty_layers", "pruned_nonzero_after_training", "final_test_loss", "epochs",
+        "train_seconds", "select_seconds", "train_images_per_second"]
+    dicts = {name for name, f in RunRow.model_fields.items() if "dict" in str(f.annotation)}
+    assert dicts == DROPPED_KEYS  # the dict-valued fields are the only ones left out of results.csv
+    missing = [name for name in RunRow.model_fields if name not in DROPPED_KEYS and name not in RESULT_COLUMNS]
+    assert not missing, f"RunRow fields without a results.csv column: {missing}"
+
+
+def test_a_bad_row_is_a_data_error_naming_the_file_and_the_row(inputs: dict[str, Path]) -> None:
+    path = inputs["vgg_c10"]
+    payload = json.loads(path.read_text())
+    payload["rows"][3]["final_test_acc"] = 1.5  # out of range
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DataError, match=rf"{path}, row 3 is not a valid result row \(final_test_acc"):
+        load_results([path])
+    path.write_text("{not json")
+    with pytest.raises(DataError, match=f"{path}: not valid JSON"):
+        load_results([path])
+
+
+def test_rows_are_read_as_typed_rows(inputs: dict[str, Path]) -> None:
+    results = load_results([inputs[t] for t in TARGETS])
+    assert list(results) == sorted(TARGETS)
+    rows = results["resnet_tin"].rows
+    assert all(isinstance(r, RunRow) for r in rows) and len(rows) == 14
+    assert [(r.label, r.sparsity, r.seed) for r in rows if r.is_collapsed] == [("snip", 0.98, 1)]
+    assert results["vgg_c10"].spec == {"model": "vgg16_bn", "width": 16, "dataset": "cifar10", "epochs": None}
+
+
+def test_summary_names_the_source_first(inputs: dict[str, Path]) -> None:
+    _build(inputs)
+    lines = (inputs["out"] / "summary.md").read_text().splitlines()
+    assert lines[0] == "# AutoS study report"
+    assert lines[2] == ("**Source.** ResNet-18 (width 4) on CIFAR-10 (model=resnet18, width=4, dataset=cifar10): IRP "
+                        "ran on this model and the AutoS scorer learned from its surviving weights; every target's "
+                        "AutoS masks come from that scorer. IRP: num_rounds=2, final_density=0.2, schedule=linear.")
+    _build(inputs, source=None)  # not given: said so, in the same place
+    lines = (inputs["out"] / "summary.md").read_text().splitlines()
+    assert lines[2].startswith("**Source.** Not given to the report")
+
+
+def test_report_imports_no_torch_nor_mlflow() -> None:
+    code = ("import sys\nimport autos.report\n"
+            "heavy = sorted(m for m in ('torch', 'mlflow', 'autos.pruners') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from autos.registry import MethodRecord
 from autos.report import (
-    KNOWN_KINDS,
+    TargetResults,
+    accuracy_figure,
     build_report,
     format_cell,
     method_kinds,
@@ -28,20 +30,36 @@ from autos.report.aggregate import cell_stats
 from autos.report.compare import judge, t_interval, t_quantile
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 30: 2.042272456301238}
+# the registry's records of the methods used here (the report is handed them; it imports no registry)
+RECORDS = {name: MethodRecord(name=name, title=title, kind=kind, needs_data=False, reads_scorer=False,
+                              settings=object, module="tests")
+           for name, title, kind in [("autos", "AutoS", "pai"), ("snip", "SNIP", "pai"), ("synflow", "SynFlow", "pai"),
+                                     ("random", "Random", "pai"), ("kstarts", "K-starts", "early"),
+                                     ("irp", "IRP", "trained")]}
 
 
 def _row(method: str, sparsity: float, seed: int, acc: float, modifier: str = "", **extra: Any) -> dict[str, Any]:
     return {"target": "t", "method": method, "modifier": modifier, "sparsity": sparsity, "seed": seed,
-            "final_test_acc": acc, "best_test_acc": acc, **extra}
+            "final_test_acc": acc, "best_test_acc": acc, "best_epoch": 1, "final_test_loss": 1.0, "epochs": 1,
+            **extra}
 
 
-def _payload(accs: dict[str, list[float]], sparsity: float = 0.98, seeds: tuple[int, ...] = (0, 1, 2),
-             **extra: Any) -> dict[str, Any]:
+def _raw(accs: dict[str, list[float]], sparsity: float = 0.98, seeds: tuple[int, ...] = (0, 1, 2),
+         **extra: Any) -> dict[str, Any]:
     rows = [_row("dense", 0.0, s, 0.9) for s in seeds]
     for label, values in accs.items():
         method, _, modifier = label.partition("+")
         rows += [_row(method, sparsity, s, v, modifier) for s, v in zip(seeds, values, strict=True)]
     return {"target": "t", "rows": rows, **extra}
+
+
+def _payload(accs: dict[str, list[float]], sparsity: float = 0.98, seeds: tuple[int, ...] = (0, 1, 2),
+             **extra: Any) -> TargetResults:
+    return TargetResults.from_json(_raw(accs, sparsity, seeds, **extra))
+
+
+def _rows(*raw: dict[str, Any]) -> tuple[Any, ...]:
+    return TargetResults.from_json({"target": "t", "rows": list(raw)}).rows
 
 
 def test_t_quantile_matches_the_table() -> None:
@@ -53,7 +71,7 @@ def test_t_quantile_matches_the_table() -> None:
 def test_paired_difference_and_interval_by_hand() -> None:
     # SynFlow - AutoS per seed: [3, 2, 5] pp -> mean 10/3, sd sqrt(7/3), se sqrt(7/9), half-width t(0.975, 2) * se
     payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]})
-    (diff,) = paired_differences(payload["rows"])
+    (diff,) = paired_differences(payload.rows)
     half = T_975[2] * math.sqrt(7 / 9)
     assert (diff.label, diff.reference, diff.n, diff.seeds) == ("synflow", "autos", 3, (0, 1, 2))
     assert diff.mean * 100 == pytest.approx(10 / 3)
@@ -61,18 +79,18 @@ def test_paired_difference_and_interval_by_hand() -> None:
     assert diff.ci_low * 100 == pytest.approx(10 / 3 - half)  # -0.461
     assert diff.ci_high * 100 == pytest.approx(10 / 3 + half)  # 7.128
     assert diff.label_mean - diff.reference_mean == pytest.approx(diff.mean)
-    table = paired_table(payload["rows"])
+    table = paired_table(payload.rows)
     assert table is not None and table.header == ["method", "98%"]
     assert table.rows == [["synflow", "+3.3 [\u22120.5, 7.1] (n=3)"]]
-    (verdict,) = target_verdicts("t", payload)
+    (verdict,) = target_verdicts(payload, RECORDS)
     assert verdict.baseline == "synflow" and judge(verdict.diff) == "indistinguishable"
     assert verdict.diff is not None and verdict.diff.mean * 100 == pytest.approx(-10 / 3)  # AutoS - SynFlow
     assert verdict.diff.ci_low * 100 == pytest.approx(-10 / 3 - half)
 
 
 def test_only_seeds_present_for_both_are_paired() -> None:
-    rows = [_row("autos", 0.9, s, 0.5 + 0.01 * s) for s in (0, 1, 2)] + \
-           [_row("snip", 0.9, s, 0.4 + 0.02 * s) for s in (1, 2, 3)]
+    rows = _rows(*[_row("autos", 0.9, s, 0.5 + 0.01 * s) for s in (0, 1, 2)],
+                 *[_row("snip", 0.9, s, 0.4 + 0.02 * s) for s in (1, 2, 3)])
     (diff,) = paired_differences(rows)
     assert diff.seeds == (1, 2) and diff.n == 2
     assert diff.mean * 100 == pytest.approx(((0.42 - 0.51) + (0.44 - 0.52)) / 2 * 100)
@@ -92,73 +110,75 @@ def test_only_seeds_present_for_both_are_paired() -> None:
 ])
 def test_verdict_wording(autos: list[float], synflow: list[float], verdict: str, sentence: str) -> None:
     payload = _payload({"autos": autos, "synflow": synflow, "random": [0.1, 0.1, 0.1]})
-    (found,) = target_verdicts("t", payload)
+    (found,) = target_verdicts(payload, RECORDS)
     assert found.verdict == verdict
-    assert verdict_sentence(found) == sentence
+    assert verdict_sentence(found, RECORDS) == sentence
 
 
 def test_one_seed_gives_no_verdict_and_no_fake_std() -> None:
     payload = _payload({"autos": [0.40], "synflow": [0.45]}, seeds=(0,))
-    (found,) = target_verdicts("t", payload)
+    (found,) = target_verdicts(payload, RECORDS)
     assert found.verdict == "no verdict" and found.diff is not None and found.diff.n == 1
-    sentence = verdict_sentence(found)
+    sentence = verdict_sentence(found, RECORDS)
     assert sentence == ("t at 98% sparsity: AutoS 40.0 (n=1) vs the best single-shot baseline SynFlow 45.0 (n=1): "
                         "paired difference \u22125.0 from one seed only, so no verdict is possible (one seed).")
     assert "±" not in sentence and "CI" not in sentence
-    cell = cell_stats(payload["rows"])[("autos", 0.98)]
+    cell = cell_stats(payload.rows)[("autos", 0.98)]
     assert format_cell(cell) == "40.0 (n=1)"
-    markdown = target_markdown("t", payload)
+    markdown = target_markdown(payload, RECORDS)
     assert "40.0 (n=1)" in markdown and "± 0.0" not in markdown
-    table = paired_table(payload["rows"])
+    table = paired_table(payload.rows)
     assert table is not None and table.rows == [["synflow", "+5.0 (n=1)"]]
-    record = verdict_metrics({"t": payload})["t@0.98"]
+    record = verdict_metrics({"t": payload}, RECORDS)["t@0.98"]
     assert record == {"target": "t", "sparsity": 0.98, "autos_mean": 40.0, "best_baseline": "synflow",
                       "baseline_mean": 45.0, "diff": -5.0, "ci_low": None, "ci_high": None, "n": 1,
                       "verdict": "no verdict"}
 
 
+ACCS = {"autos": [0.40, 0.41, 0.42], "snip": [0.38, 0.39, 0.40], "synflow": [0.44, 0.45, 0.46],
+        "kstarts": [0.60, 0.61, 0.62], "irp": [0.70, 0.71, 0.72], "synflow+shuffle": [0.80, 0.81, 0.82],
+        "newmethod": [0.9, 0.9, 0.9]}
+
+
 def test_best_single_shot_baseline_excludes_other_kinds_modifiers_and_dense() -> None:
     # Higher than every single-shot baseline: an early method, a trained one, a modifier variant; dense is dense.
-    payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.38, 0.39, 0.40], "synflow": [0.44, 0.45, 0.46],
-                        "kstarts": [0.60, 0.61, 0.62], "irp": [0.70, 0.71, 0.72],
-                        "synflow+shuffle": [0.80, 0.81, 0.82], "newmethod": [0.9, 0.9, 0.9]})
-    assert single_shot_baselines(payload) == ["snip", "synflow"]
-    (found,) = target_verdicts("t", payload)
+    payload = _payload(ACCS)
+    assert single_shot_baselines(payload, RECORDS) == ["snip", "synflow"]  # newmethod: no record, no kind
+    (found,) = target_verdicts(payload, RECORDS)
     assert found.baseline == "synflow" and found.verdict == "worse"
-    labels = [d.label for d in paired_differences(payload["rows"])]
+    labels = [d.label for d in paired_differences(payload.rows)]
     assert labels == ["snip", "synflow", "synflow+shuffle", "kstarts", "newmethod", "irp"]  # all vs AutoS
-    # the kind a row records, then the results' method metadata, win over the fallback copy
-    rows = [dict(r, kind="early") if r["method"] == "synflow" else r for r in payload["rows"]]
-    assert single_shot_baselines({**payload, "rows": rows}) == ["snip"]
-    meta = {**payload, "methods": {"newmethod": {"kind": "pai"}, "snip": {"kind": "trained"}}}
-    assert single_shot_baselines(meta) == ["synflow", "newmethod"]
-    assert method_kinds(meta)["dense"] == "dense"
-    assert single_shot_baselines(payload, fallback={}) == []  # unknown kind: never a baseline
+    # a method without a record takes the kind its results recorded; a record's kind wins over the results'
+    meta = _payload(ACCS, methods={"newmethod": {"kind": "pai"}, "snip": {"kind": "trained"}})
+    assert single_shot_baselines(meta, RECORDS) == ["snip", "synflow", "newmethod"]
+    assert method_kinds(meta, RECORDS) == {"dense": "dense", "autos": "pai", "snip": "pai", "synflow": "pai",
+                                           "kstarts": "early", "irp": "trained", "newmethod": "pai"}
+    assert single_shot_baselines(payload, {}) == []  # unknown kind: never a baseline
 
 
 def test_verdict_without_baseline_or_shared_seed() -> None:
     alone = _payload({"autos": [0.40, 0.41, 0.42], "irp": [0.5, 0.5, 0.5]})
-    (found,) = target_verdicts("t", alone)
+    (found,) = target_verdicts(alone, RECORDS)
     assert found.verdict == "no baseline" and found.baseline is None
-    assert "no single-shot baseline ran at this sparsity" in verdict_sentence(found)
-    rows = [_row("autos", 0.9, 0, 0.5), _row("snip", 0.9, 1, 0.4)]
-    (found,) = target_verdicts("t", {"rows": rows})
+    assert "no single-shot baseline ran at this sparsity" in verdict_sentence(found, RECORDS)
+    (found,) = target_verdicts(TargetResults("t", _rows(_row("autos", 0.9, 0, 0.5), _row("snip", 0.9, 1, 0.4))),
+                               RECORDS)
     assert found.verdict == "no verdict" and found.diff is None
-    assert "share no seed" in verdict_sentence(found)
+    assert "share no seed" in verdict_sentence(found, RECORDS)
 
 
 def test_identical_differences_give_a_point_interval() -> None:
     payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.40, 0.41, 0.42]})
-    (found,) = target_verdicts("t", payload)
+    (found,) = target_verdicts(payload, RECORDS)
     assert found.diff is not None and found.diff.ci_low == found.diff.ci_high == pytest.approx(0.0, abs=1e-12)
     assert found.verdict == "indistinguishable"
 
 
 def test_study_without_autos_has_no_paired_table_and_does_not_crash(tmp_path: Path) -> None:
     payload = _payload({"snip": [0.40, 0.41, 0.42], "synflow": [0.44, 0.45, 0.46]})
-    assert paired_differences(payload["rows"]) == [] and paired_table(payload["rows"]) is None
-    assert target_verdicts("t", payload) == []
-    files = build_report({"t": payload}, None, None, tmp_path)
+    assert paired_differences(payload.rows) == [] and paired_table(payload.rows) is None
+    assert target_verdicts(payload, RECORDS) == []
+    files = build_report({"t": payload}, None, None, tmp_path, records=RECORDS)
     assert all(p.is_file() for p in files)
     assert json.loads((tmp_path / "verdicts.json").read_text()) == {}
     with (tmp_path / "paired.csv").open(newline="") as fh:
@@ -169,7 +189,7 @@ def test_study_without_autos_has_no_paired_table_and_does_not_crash(tmp_path: Pa
 
 def test_paired_csv_verdicts_json_and_summary(tmp_path: Path) -> None:
     payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56], "snip+invert": [0.1] * 3})
-    build_report({"t": payload}, None, None, tmp_path)
+    build_report({"t": payload}, None, None, tmp_path, records=RECORDS)
     with (tmp_path / "paired.csv").open(newline="") as fh:
         lines = {r["label"]: r for r in csv.DictReader(fh)}
     assert set(lines) == {"synflow", "snip+invert"}
@@ -194,11 +214,31 @@ def test_paired_csv_verdicts_json_and_summary(tmp_path: Path) -> None:
     assert "**Paired difference to AutoS**" in page and "is indistinguishable from" in page
 
 
-def test_fallback_kinds_mirror_the_registry() -> None:
-    from autos.pruners import PRUNERS  # imports torch: only here, the report itself never does
-
-    registry = {name: PRUNERS.get(name).kind for name in PRUNERS.names()}
-    assert registry == KNOWN_KINDS
+def test_a_method_known_only_from_the_records_gets_its_title_and_baseline_status(tmp_path: Path) -> None:
+    # "zap" is in no table of the report, and results.json records no kind for it: only its record says what it is
+    zap = MethodRecord(name="zap", title="ZAP-42", kind="pai", needs_data=False, reads_scorer=False,
+                       settings=object, module="tests")
+    records = {**RECORDS, "zap": zap}
+    payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.38, 0.39, 0.40], "zap": [0.50, 0.51, 0.52],
+                        "kstarts": [0.60, 0.61, 0.62]})
+    assert single_shot_baselines(payload, RECORDS) == ["snip"]  # without its record: unknown kind, no baseline
+    assert single_shot_baselines(payload, records) == ["snip", "zap"]
+    (found,) = target_verdicts(payload, records)
+    assert found.baseline == "zap" and found.verdict == "worse"
+    assert "worse than the best single-shot baseline ZAP-42 51.0 ± 1.0" in verdict_sentence(found, records)
+    legend = {t.get_text() for t in accuracy_figure(payload.rows, title="t", records=records).axes[0]
+              .get_legend().get_texts()}
+    assert {"ZAP-42", "SNIP", "K-starts"} <= legend and "zap" not in legend
+    build_report({"t": payload}, None, None, tmp_path, records=records)
+    with (tmp_path / "paired.csv").open(newline="") as fh:
+        assert {r["label"]: r["kind"] for r in csv.DictReader(fh)}["zap"] == "pai"
+    assert json.loads((tmp_path / "verdicts.json").read_text())["t@0.98"]["best_baseline"] == "zap"
+    # a method with neither record nor recorded kind: its name, never a baseline
+    (found,) = target_verdicts(payload, RECORDS)
+    assert found.baseline == "snip"
+    legend = {t.get_text() for t in accuracy_figure(payload.rows, title="t", records=RECORDS).axes[0]
+              .get_legend().get_texts()}
+    assert "zap" in legend
 
 
 def test_stage_logs_verdicts_under_valid_mlflow_keys() -> None:
@@ -206,8 +246,9 @@ def test_stage_logs_verdicts_under_valid_mlflow_keys() -> None:
 
     from autos.pipeline.report import verdict_mlflow_metrics
 
-    payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]}, sparsity=0.995)
-    metrics = verdict_mlflow_metrics(verdict_metrics({"vgg16_cifar10": payload}))
+    payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]}, sparsity=0.995,
+                       target="vgg16_cifar10")
+    metrics = verdict_mlflow_metrics(verdict_metrics({"vgg16_cifar10": payload}, RECORDS))
     assert metrics["verdict/vgg16_cifar10/s99.5/diff"] == pytest.approx(-3.33)
     assert metrics["verdict/vgg16_cifar10/s99.5/n"] == 3.0
     assert all(re.fullmatch(r"[\w\-. /]+", key) for key in metrics)
@@ -232,8 +273,7 @@ def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, mon
     target = next(iter(raw["transfer"]["targets"]))
     results = tmp_path / "data" / "transfer" / target / "results.json"
     results.parent.mkdir(parents=True)
-    results.write_text(json.dumps(_payload({"autos": [0.40, 0.42, 0.41], "synflow": [0.45, 0.46, 0.47]},
-                                           target=target)))
+    results.write_text(json.dumps(_raw({"autos": [0.40, 0.42, 0.41], "synflow": [0.45, 0.46, 0.47]}, target=target)))
     monkeypatch.setenv("AUTOS_ROOT", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     paths = study_paths(tmp_path)
@@ -243,3 +283,9 @@ def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, mon
     assert verdicts == json.loads((paths.metrics / "report.json").read_text())
     assert verdicts[f"{target}@0.98"]["verdict"] == "worse" and verdicts[f"{target}@0.98"]["n"] == 3
     assert (paths.reports / "svg" / f"{target}.svg").is_file() and (paths.reports / "summary.md").is_file()
+    # the stage hands the report the registry's records (titles) and the study's source (smoke: resnet18, width 4)
+    summary = (paths.reports / "summary.md").read_text().splitlines()
+    assert summary[0] == "# AutoS study report"
+    assert summary[2].startswith("**Source.** ResNet-18 (width 4) on CIFAR-10 (model=resnet18, width=4, "
+                                 "dataset=cifar10)") and "IRP: num_rounds=2, final_density=0.2" in summary[2]
+    assert "worse than the best single-shot baseline SynFlow" in (paths.reports / f"{target}.md").read_text()

@@ -1,6 +1,7 @@
 """The report's figures on synthetic rows: PNG + SVG written and byte-identical across builds, chance and dense
 lines, a log density axis labelled in sparsity, error bars only where there is more than one seed, per-method
-offsets, the per-layer density figure in network order and the sanity-check panels."""
+offsets, the per-layer density figure in network order, the sanity-check panels, a legend entry for the
+layer-collapse marker and the source named in every title."""
 
 from __future__ import annotations
 
@@ -10,22 +11,36 @@ from typing import Any
 
 import pytest
 
+from autos.registry import MethodRecord
 from autos.report import (
+    CHANCE_GID,
+    COLLAPSE_LABEL,
+    DENSE_GID,
+    Source,
+    TargetResults,
     accuracy_figure,
     build_report,
+    irp_curve_figure,
+    irp_curve_frame,
     layer_density_figure,
     layer_density_frame,
     relative_links,
     sanity_figure,
+    source_ticket_figure,
     target_title,
 )
-from autos.report.plots import CHANCE_GID, DENSE_GID
+from autos.sweep.records import RunRow
 
 LAYERS = ["features.0.weight", "features.3.weight", "features.7.weight", "classifier.weight"]
 METHODS = {"autos": 0.60, "synflow": 0.55, "snip": 0.50, "random": 0.40, "irp": 0.65}
 SPARSITIES = [0.9, 0.98, 0.995]
 SEEDS = [0, 1, 2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TITLES = {"autos": "AutoS", "synflow": "SynFlow", "snip": "SNIP", "random": "Random", "irp": "IRP"}
+RECORDS = {name: MethodRecord(name=name, title=title, kind="trained" if name == "irp" else "pai", needs_data=False,
+                              reads_scorer=False, settings=object, module="tests") for name, title in TITLES.items()}
+SOURCE = Source(model="resnet18", dataset="tiny_imagenet", width=8)
+SOURCE_TITLE = "ResNet-18 (width 8) on Tiny ImageNet"
 
 
 def _density(method: str, sparsity: float, index: int) -> float:
@@ -38,14 +53,16 @@ def _density(method: str, sparsity: float, index: int) -> float:
 def _row(method: str, sparsity: float, seed: int, modifier: str = "") -> dict[str, Any]:
     acc = METHODS[method] - (sparsity - 0.9) * 3 + 0.01 * seed - (0.2 if modifier else 0.0)
     return {"target": "vgg", "method": method, "modifier": modifier, "sparsity": sparsity, "seed": seed,
-            "final_test_acc": acc, "best_test_acc": acc + 0.01, "achieved_sparsity": sparsity,
-            "effective_sparsity": sparsity, "collapsed": method == "snip" and sparsity == 0.995,
+            "final_test_acc": acc, "best_test_acc": acc + 0.01, "best_epoch": 1, "final_test_loss": 1.0, "epochs": 2,
+            "achieved_sparsity": sparsity, "effective_sparsity": sparsity,
+            "collapsed": method == "snip" and sparsity == 0.995,
             "layer_density": {name: _density(method, sparsity, i) for i, name in enumerate(LAYERS)}}
 
 
-def _payload(with_modifiers: bool = True) -> dict[str, Any]:
+def _raw(with_modifiers: bool = True) -> dict[str, Any]:
     rows = [{"target": "vgg", "method": "dense", "modifier": "", "sparsity": 0.0, "seed": s,
-             "final_test_acc": 0.9 + 0.005 * s, "best_test_acc": 0.91} for s in SEEDS]
+             "final_test_acc": 0.9 + 0.005 * s, "best_test_acc": 0.91, "best_epoch": 2, "final_test_loss": 0.5,
+             "epochs": 2} for s in SEEDS]
     for method in METHODS:
         seeds = SEEDS[:1] if method == "irp" else SEEDS  # one seed: no error bar, no ± 0
         rows += [_row(method, sparsity, seed) for sparsity in SPARSITIES for seed in seeds]
@@ -57,16 +74,27 @@ def _payload(with_modifiers: bool = True) -> dict[str, Any]:
                         "image_size": 32}, "rows": rows}
 
 
+def _payload(with_modifiers: bool = True) -> TargetResults:
+    return TargetResults.from_json(_raw(with_modifiers))
+
+
+def _rows(with_modifiers: bool = True) -> tuple[RunRow, ...]:
+    return _payload(with_modifiers).rows
+
+
+def _legend(ax: Any) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
 def test_target_title_from_spec() -> None:
-    assert target_title("vgg", _payload()) == "VGG-16 on CIFAR-10"
+    assert target_title("vgg", _payload().spec) == "VGG-16 on CIFAR-10"
     spec = {"model": "resnet18", "width": 16, "dataset": "tiny_imagenet"}
-    assert target_title("r", {"spec": spec}) == "ResNet-18 (width 16) on Tiny ImageNet"
-    assert target_title("r", {}) == "r"
+    assert target_title("r", spec) == "ResNet-18 (width 16) on Tiny ImageNet"
+    assert target_title("r", None) == "r"
 
 
 def test_accuracy_figure_axes_and_reference_lines() -> None:
-    payload = _payload()
-    fig = accuracy_figure(payload["rows"], title="VGG-16 on CIFAR-10", num_classes=10)
+    fig = accuracy_figure(_rows(), title="VGG-16 on CIFAR-10", records=RECORDS, num_classes=10)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     left, right = ax.get_xlim()
@@ -92,15 +120,15 @@ def test_accuracy_figure_axes_and_reference_lines() -> None:
 
 
 def test_no_chance_line_without_class_count() -> None:
-    fig = accuracy_figure(_payload()["rows"], title="t")
+    fig = accuracy_figure(_rows(), title="t", records=RECORDS)
     assert CHANCE_GID not in {line.get_gid() for line in fig.axes[0].get_lines()}
 
 
 def test_layer_density_figure_in_network_order() -> None:
-    rows = _payload()["rows"]
+    rows = _rows()
     frame = layer_density_frame(rows)
     assert list(frame[(frame["label"] == "autos") & (frame["sparsity"] == 0.9)]["layer"]) == LAYERS
-    fig = layer_density_figure(rows, title="VGG-16 on CIFAR-10")
+    fig = layer_density_figure(rows, title="VGG-16 on CIFAR-10", records=RECORDS)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == [n.removesuffix(".weight") for n in LAYERS]
@@ -110,15 +138,15 @@ def test_layer_density_figure_in_network_order() -> None:
     assert [round(x) for x in autos.get_xdata()] == list(range(len(LAYERS)))
     legend = {t.get_text() for t in ax.get_legend().get_texts()}
     assert "empty layer (density 0)" in legend and "uniform (0.5% kept)" in legend
-    assert layer_density_figure([r for r in rows if r["method"] == "dense"], title="t") is None
+    assert layer_density_figure([r for r in rows if r.method == "dense"], title="t", records=RECORDS) is None
 
 
 def test_sanity_figure_only_with_modifiers() -> None:
-    fig = sanity_figure(_payload()["rows"], title="t", num_classes=10)
+    fig = sanity_figure(_rows(), title="t", records=RECORDS, num_classes=10)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["AutoS"]
     assert {t.get_text() for t in visible[0].get_legend().get_texts()} == {"own mask", "shuffle", "invert"}
-    assert sanity_figure(_payload(with_modifiers=False)["rows"], title="t") is None
+    assert sanity_figure(_rows(with_modifiers=False), title="t", records=RECORDS) is None
 
 
 def _digests(out: Path) -> dict[str, str]:
@@ -127,8 +155,8 @@ def _digests(out: Path) -> dict[str, str]:
 
 def test_figures_written_as_png_and_svg_and_reproducible(tmp_path: Path) -> None:
     curve = {"rounds": [{"round": r, "density": 0.5 ** r, "final_test_acc": 0.9 - 0.05 * r} for r in range(3)]}
-    first = build_report({"vgg": _payload()}, curve, None, tmp_path / "a")
-    build_report({"vgg": _payload()}, curve, None, tmp_path / "b")
+    first = build_report({"vgg": _payload()}, curve, None, tmp_path / "a", records=RECORDS, source=SOURCE)
+    build_report({"vgg": _payload()}, curve, None, tmp_path / "b", records=RECORDS, source=SOURCE)
     names = {p.relative_to(tmp_path / "a").as_posix() for p in first}
     for stem in ("vgg", "vgg_layers", "vgg_sanity", "irp_curve"):
         png, svg = tmp_path / "a" / "figures" / f"{stem}.png", tmp_path / "a" / "svg" / f"{stem}.svg"
@@ -145,3 +173,47 @@ def test_figures_written_as_png_and_svg_and_reproducible(tmp_path: Path) -> None
     summary = (tmp_path / "a" / "summary.md").read_text()
     assert all((tmp_path / "a" / link).is_file() for link in relative_links(summary))
     assert "figures/vgg_layers.png" in relative_links(summary) and "vgg_layers.csv" in relative_links(summary)
+
+
+def test_layer_collapse_has_a_legend_entry() -> None:
+    # SNIP collapsed at 99.5% (every seed): an x over its point, and one legend entry saying what the x means
+    ax = accuracy_figure(_rows(), title="t", records=RECORDS, num_classes=10).axes[0]
+    assert _legend(ax).count(COLLAPSE_LABEL) == 1
+    assert _legend(ax)[-2:] == [COLLAPSE_LABEL, "one seed (no error bar)"]  # after the methods, before the notes
+    marks = [c for c in ax.collections if c.get_label() == COLLAPSE_LABEL]
+    assert len(marks) == 1 and len(marks[0].get_offsets()) == 1  # one collapsed cell: SNIP at 99.5%
+    # no collapse, no entry
+    rows = [r.model_copy(update={"collapsed": False}) for r in _rows()]
+    assert COLLAPSE_LABEL not in _legend(accuracy_figure(rows, title="t", records=RECORDS).axes[0])
+    # the sanity panels too: AutoS + shuffle collapsed at 99.5%
+    rows = [r.model_copy(update={"collapsed": r.modifier == "shuffle" and r.sparsity == 0.995}) for r in _rows()]
+    (panel,) = [a for a in sanity_figure(rows, title="t", records=RECORDS).axes if a.get_visible()]
+    assert _legend(panel) == ["own mask", "shuffle", "invert", COLLAPSE_LABEL]
+
+
+def test_figures_name_the_source() -> None:
+    rows = _rows()
+    accuracy = accuracy_figure(rows, title="VGG-16 on CIFAR-10", records=RECORDS, source=SOURCE).axes[0]
+    assert accuracy.get_title() == f"VGG-16 on CIFAR-10\nAutoS source: {SOURCE_TITLE}"
+    layers = layer_density_figure(rows, title="VGG-16 on CIFAR-10", records=RECORDS, source=SOURCE).axes[0]
+    assert layers.get_title().endswith(f"99.5% sparsity\nAutoS source: {SOURCE_TITLE}")
+    sanity = sanity_figure(rows, title="VGG-16 on CIFAR-10", records=RECORDS, source=SOURCE)
+    assert sanity._suptitle.get_text().endswith(f"\nAutoS source: {SOURCE_TITLE}")
+
+
+def test_report_figures_name_the_source(tmp_path: Path) -> None:
+    curve = {"rounds": [{"round": r, "density": 0.5 ** r, "final_test_acc": 0.9 - 0.05 * r} for r in range(3)]}
+    ticket = {"density": 0.1, "overlap": {"autos": 0.61, "abs_w0": 0.6, "random": 0.1},
+              "layers": [{"layer": "conv1.weight", "weights": 432, "irp_ticket": 0.4, "autos": 0.1, "abs_w0": 0.2}]}
+    curve_ax = irp_curve_figure(irp_curve_frame(curve), SOURCE).axes[0]
+    assert curve_ax.get_title() == f"source IRP curve: {SOURCE_TITLE}"
+    assert source_ticket_figure(ticket, SOURCE).axes[0].get_title() == (
+        f"Source: per-layer density at the IRP ticket's 10% density\n{SOURCE_TITLE}")
+    # build_report hands the source to every figure: each SVG differs from the one built without it (the SVG's text
+    # is drawn as paths, so the title itself cannot be searched for in it)
+    build_report({"vgg": _payload()}, curve, None, tmp_path / "named", ticket, records=RECORDS, source=SOURCE)
+    build_report({"vgg": _payload()}, curve, None, tmp_path / "bare", ticket, records=RECORDS)
+    svgs = sorted((tmp_path / "named" / "svg").glob("*.svg"))
+    assert [p.stem for p in svgs] == ["irp_curve", "source_ticket", "vgg", "vgg_layers", "vgg_sanity"]
+    for svg in svgs:
+        assert svg.read_bytes() != (tmp_path / "bare" / "svg" / svg.name).read_bytes(), svg.name

@@ -8,6 +8,10 @@ dvc_plot_template.json (files: ``autos.report.build``). metrics/report.json: the
 single-shot baseline per target@sparsity, percent), for ``dvc metrics``: reports/ is one untracked output folder,
 so a file inside it cannot be declared a metric of its own. MLflow: run "report" holding the files and the
 verdicts' numbers as metrics ``verdict/<target>/s<sparsity %>/<name>``.
+
+The report library imports no torch, so this stage hands it what it needs from the registry and the config: every
+method's record (``PRUNERS.records()``: titles, kinds) and the study's source (``source`` and ``irp`` in params), which
+the summary states first and the figures name.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from autos.config import StudyConfig
 from autos.errors import DataError
 from autos.paths import SOURCE_TICKET_FILE
 from autos.pipeline.context import StageContext, atomic_dir, read_json
-from autos.report import build_report, load_results, verdict_metrics
+from autos.pruners import PRUNERS
+from autos.report import Source, build_report, load_results, verdict_metrics
 
 log = logging.getLogger("autos.stage.report")
 
@@ -50,12 +56,16 @@ def verdict_mlflow_metrics(verdicts: dict[str, dict[str, Any]]) -> dict[str, flo
     return metrics
 
 
+def study_source(cfg: StudyConfig) -> Source:
+    """The study's source spec and IRP settings, as the report states them."""
+    spec = cfg.source
+    return Source(model=spec.model, dataset=spec.dataset, width=spec.width, epochs=spec.epochs,
+                  irp=cfg.irp.model_dump(mode="json"))
+
+
 def run(ctx: StageContext) -> None:
     cfg, tracker, paths = ctx.cfg, ctx.tracker, ctx.paths
-    try:
-        results = load_results(find_results(paths.transfer))
-    except ValueError as exc:
-        raise DataError(f"unreadable transfer results under {paths.transfer}: {exc}") from exc
+    results = load_results(find_results(paths.transfer))  # DataError naming the file and row when one is bad
     if not results:
         log.warning("report: no %s/*/results.json found; the report has no target tables", paths.transfer)
     undeclared = sorted(set(results) - set(cfg.transfer.targets))
@@ -65,13 +75,14 @@ def run(ctx: StageContext) -> None:
     scorer = read_optional(paths.metrics / "scorer.json")
     ticket = read_optional(paths.scorer / SOURCE_TICKET_FILE)
 
-    params = {"targets": ",".join(results), "runs": sum(len(p.get("rows", [])) for p in results.values()),
+    records = PRUNERS.records()
+    params = {"targets": ",".join(results), "runs": sum(len(found.rows) for found in results.values()),
               "has_irp_curve": curve is not None, "has_scorer_metrics": scorer is not None}
     with tracker.run("report", params=params, tags={"stage": "report"}):
         with atomic_dir(paths.reports) as out:
-            files = build_report(results, curve, scorer, out, ticket)
+            files = build_report(results, curve, scorer, out, ticket, records=records, source=study_source(cfg))
         log.info("report: wrote %d files to %s", len(files), paths.reports)
-        verdicts = verdict_metrics(results)
+        verdicts = verdict_metrics(results, records)
         ctx.write_metrics("report", verdicts)
         tracker.log_metrics(verdict_mlflow_metrics(verdicts))
         tracker.log_artifact(paths.reports, "report")

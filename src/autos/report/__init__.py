@@ -3,6 +3,8 @@ MLflow, no torch).
 
 Pure functions over the loaded JSON, so the report is testable on synthetic results:
 
+- :func:`load_results` - ``results.json`` files as :class:`TargetResults` (rows checked as
+  :class:`autos.sweep.records.RunRow`; a bad row is a DataError naming the file and the row);
 - :func:`results_frame` - every run of every target, one line each (the long ``results.csv``);
 - :func:`cell_stats` / :func:`accuracy_table` - method x sparsity cells, mean ± sample std over seeds (one seed:
   its value and n=1, never ± 0), with markers for layer collapse (:data:`COLLAPSE_MARK`) and achieved sparsity off
@@ -13,9 +15,15 @@ Pure functions over the loaded JSON, so the report is testable on synthetic resu
 - :func:`target_markdown`, :func:`cells_frame`, :func:`plot_target`, :func:`plot_data` - per-target Markdown,
   per-cell numbers, figures and ``dvc plots`` data (:func:`dvc_plot_template` draws the latter one line per method);
   :func:`accuracy_figure`, :func:`layer_density_figure`, :func:`sanity_figure` return the figures themselves;
-- :func:`irp_curve_frame`, :func:`plot_irp_curve` - the source IRP accuracy-vs-density curve;
+- :func:`irp_curve_frame`, :func:`irp_curve_figure` - the source IRP accuracy-vs-density curve;
+  :func:`source_ticket_figure` - the scorer's mask on the source next to the IRP ticket, per layer;
 - :func:`scorer_table` - held-out scorer metrics next to the trivial baselines, whatever metrics are present;
 - :func:`build_report` - writes all of it into one directory and returns the files written.
+
+What the report knows of a method comes from the method registry's records (``autos.registry.MethodRecord``: title,
+kind), passed in as ``records`` (``autos.pruners.PRUNERS.records()``, by the report stage: this package imports no
+torch, so not the registry); the study's :class:`Source` (the model the AutoS scorer learned from) opens the summary
+and is named in the figures' titles.
 
 Units: accuracies are fractions in the inputs, ``results.csv`` and ``<target>_cells.csv`` (copies of the rows'
 numbers); percent (one decimal) in the Markdown tables and figures; ``paired.csv`` and ``verdicts.json`` carry
@@ -24,13 +32,27 @@ percent and percentage points, named in their columns (``_pct``, ``_pp``) and do
 
 Modules, one job each (this package re-exports their public names): :mod:`autos.report.aggregate` (reading
 results, frames, cells), :mod:`autos.report.compare` (paired differences, intervals, verdicts, method kinds),
-:mod:`autos.report.names` (display names and titles), :mod:`autos.report.markdown` (tables and text),
-:mod:`autos.report.plots` (figures and the ``dvc plots`` template) and :mod:`autos.report.build` (writing the report
-directory).
+:mod:`autos.report.names` (display names, titles, the source), :mod:`autos.report.tables` (formatted cells and the
+Markdown tables), :mod:`autos.report.pages` (the per-target pages, the summary, verdict sentences),
+:mod:`autos.report.figures` (canvas, saving, styles and legend shared by the figures),
+:mod:`autos.report.accuracy_figures` (accuracy vs sparsity, sanity checks, IRP curve, the ``dvc plots`` template),
+:mod:`autos.report.layer_figures` (per-layer density, the source ticket) and :mod:`autos.report.build` (writing the
+report directory).
 """
 
 from __future__ import annotations
 
+from autos.report.accuracy_figures import (
+    CHANCE_GID,
+    DENSE_GID,
+    accuracy_figure,
+    dvc_plot_template,
+    irp_curve_figure,
+    plot_irp_curve,
+    plot_sanity,
+    plot_target,
+    sanity_figure,
+)
 from autos.report.aggregate import (
     ACHIEVED_TOLERANCE,
     DENSE,
@@ -40,11 +62,11 @@ from autos.report.aggregate import (
     RESULT_COLUMNS,
     Cell,
     CellKey,
+    TargetResults,
     achieved_differs,
     cell_stats,
     cells_frame,
     irp_curve_frame,
-    is_collapsed,
     label_order,
     load_results,
     plot_data,
@@ -63,7 +85,6 @@ from autos.report.build import (
     verdict_metrics,
 )
 from autos.report.compare import (
-    KNOWN_KINDS,
     REFERENCE,
     PairedDiff,
     Verdict,
@@ -76,10 +97,31 @@ from autos.report.compare import (
     verdict_record,
     verdicts_json,
 )
-from autos.report.markdown import (
+from autos.report.figures import COLLAPSE_LABEL, save_figure
+from autos.report.layer_figures import (
+    layer_density_figure,
+    layer_density_frame,
+    plot_layers,
+    source_ticket_figure,
+)
+from autos.report.names import (
+    MethodRecords,
+    Source,
+    method_name,
+    method_title,
+    num_classes,
+    target_title,
+)
+from autos.report.pages import (
+    HOW_TO_READ,
+    relative_links,
+    summary_markdown,
+    target_markdown,
+    verdict_sentence,
+)
+from autos.report.tables import (
     ACHIEVED_MARK,
     COLLAPSE_MARK,
-    HOW_TO_READ,
     MISSING,
     Table,
     accuracy_table,
@@ -92,44 +134,25 @@ from autos.report.markdown import (
     markdown_table,
     metric_columns,
     paired_table,
-    relative_links,
     scorer_scalars,
     scorer_table,
     sparsity_table,
-    summary_markdown,
     table_frame,
-    target_markdown,
-    verdict_sentence,
-)
-from autos.report.names import (
-    method_name,
-    num_classes,
-    target_title,
-)
-from autos.report.plots import (
-    accuracy_figure,
-    dvc_plot_template,
-    layer_density_figure,
-    layer_density_frame,
-    plot_irp_curve,
-    plot_layers,
-    plot_sanity,
-    plot_target,
-    sanity_figure,
-    save_figure,
 )
 
 __all__ = [
     "ACHIEVED_MARK",
     "ACHIEVED_TOLERANCE",
+    "CHANCE_GID",
+    "COLLAPSE_LABEL",
     "COLLAPSE_MARK",
     "DENSE",
+    "DENSE_GID",
     "DROPPED_KEYS",
     "DVC_TEMPLATE_NAME",
     "HOW_TO_READ",
     "INT_COLUMNS",
     "IRP",
-    "KNOWN_KINDS",
     "MISSING",
     "PAIRED_NAME",
     "PLOTS_DIR",
@@ -138,8 +161,11 @@ __all__ = [
     "VERDICTS_NAME",
     "Cell",
     "CellKey",
+    "MethodRecords",
     "PairedDiff",
+    "Source",
     "Table",
+    "TargetResults",
     "Verdict",
     "accuracy_figure",
     "accuracy_table",
@@ -154,9 +180,9 @@ __all__ = [
     "format_cell",
     "format_mean",
     "format_sparsity",
+    "irp_curve_figure",
     "irp_curve_frame",
     "irp_table",
-    "is_collapsed",
     "label_order",
     "layer_density_figure",
     "layer_density_frame",
@@ -164,6 +190,7 @@ __all__ = [
     "markdown_table",
     "method_kinds",
     "method_name",
+    "method_title",
     "metric_columns",
     "num_classes",
     "paired_differences",
@@ -183,6 +210,7 @@ __all__ = [
     "scorer_scalars",
     "scorer_table",
     "single_shot_baselines",
+    "source_ticket_figure",
     "sparsity_table",
     "study_verdicts",
     "summary_markdown",

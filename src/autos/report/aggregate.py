@@ -1,5 +1,6 @@
-"""Reading and aggregating the runs: transfer results, the long results frame, per-cell mean ± std over seeds,
-the row order of methods, and the frames behind the per-target CSVs, ``dvc plots`` and the IRP curve."""
+"""Reading and aggregating the runs: transfer results (:class:`TargetResults`, rows checked as
+:class:`~autos.sweep.records.RunRow`), the long results frame, per-cell mean ± std over seeds, the row order of
+methods, and the frames behind the per-target CSVs, ``dvc plots`` and the IRP curve."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from typing import Any
 
 import pandas as pd
 
-from autos.sweep.records import label_of
+from autos.errors import DataError
+from autos.sweep.records import RunRow, label_of
 
 ACHIEVED_TOLERANCE = 0.005  # 0.5 percentage point
 DENSE = "dense"
 IRP = "irp"
 
-# Leading columns of results.csv, in this order; any other scalar key of a row follows, sorted.
+# The columns of results.csv, in this order: every scalar RunRow field (tested) and the derived label and
+# num_empty_layers; a column a row has beyond these follows, sorted.
 RESULT_COLUMNS = [
     "target", "method", "modifier", "label", "sparsity", "seed", "final_test_acc", "best_test_acc", "best_epoch",
     "achieved_sparsity", "achieved_density", "effective_sparsity", "min_layer_density", "collapsed",
@@ -32,48 +35,80 @@ INT_COLUMNS = {"seed", "best_epoch", "epochs", "num_empty_layers", "pruned_nonze
 # --------------------------------------------------------------------------- loading and the long table
 
 
-def load_results(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """``data/transfer/<target>/results.json`` files -> {target: payload}, sorted by target."""
-    results: dict[str, dict[str, Any]] = {}
-    for path in paths:
-        payload = json.loads(Path(path).read_text())
-        target = str(payload.get("target") or Path(path).parent.name)
-        results[target] = payload
+@dataclass(frozen=True)
+class TargetResults:
+    """One target's ``results.json`` (``autos.pipeline.transfer.results_payload``): the rows, checked
+    (:class:`~autos.sweep.records.RunRow`), and what the transfer stage records beside them, as read."""
+
+    target: str
+    rows: tuple[RunRow, ...]
+    spec: Mapping[str, Any] | None = None  # model, width, dataset, epochs
+    dataset: Mapping[str, Any] | None = None  # name, train_images, test_images, num_classes, image_size
+    recipe: Mapping[str, Any] | None = None  # the shared training recipe (epochs, schedule, lr, ...)
+    methods: Mapping[str, Any] | None = None  # {method: {"kind": ...}} as the transfer stage ran them
+    oracle_overlap: tuple[Mapping[str, Any], ...] = ()  # autos.sweep.oracle.oracle_overlaps records
+
+    @classmethod
+    def from_json(cls, payload: Any, where: str = "results", target: str | None = None) -> TargetResults:
+        """A ``results.json`` payload; DataError naming ``where`` (and the row) when it or a row is malformed.
+        The target: the payload's own, else ``target``."""
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("rows", []), list):
+            raise DataError(f"{where}: not a results payload (a JSON object with a list of rows)")
+        try:
+            rows = tuple(RunRow.from_json(raw, f"{where}, row {i}") for i, raw in enumerate(payload.get("rows", [])))
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        name = payload.get("target") or target
+        if not name:
+            raise DataError(f"{where}: names no target")
+
+        def mapping(key: str) -> Mapping[str, Any] | None:
+            value = payload.get(key)
+            return value if isinstance(value, Mapping) else None
+
+        return cls(target=str(name), rows=rows, spec=mapping("spec"), dataset=mapping("dataset"),
+                   recipe=mapping("recipe"), methods=mapping("methods"),
+                   oracle_overlap=tuple(payload.get("oracle_overlap") or ()))
+
+
+def load_results(paths: Iterable[Path]) -> dict[str, TargetResults]:
+    """``data/transfer/<target>/results.json`` files -> {target: results}, sorted by target; DataError naming the
+    file (and the row) when one is not valid JSON or a row is not a valid :class:`RunRow`."""
+    results: dict[str, TargetResults] = {}
+    for path in map(Path, paths):
+        try:
+            payload = json.loads(path.read_text())
+        except ValueError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc})") from None
+        loaded = TargetResults.from_json(payload, str(path), target=path.parent.name)
+        results[loaded.target] = loaded
     return dict(sorted(results.items()))
 
 
 def run_label(row: Mapping[str, Any]) -> str:
-    """``method`` or ``method+modifier``: the one label of ``autos.sweep.records``, shared with transfer and MLflow."""
+    """``method`` or ``method+modifier`` of a raw results row (a :class:`RunRow` has ``.label``): the one label of
+    ``autos.sweep.records``, shared with transfer and MLflow."""
     return label_of(row)
 
 
-def is_collapsed(row: Mapping[str, Any]) -> bool:
-    """A run collapsed when it says so or when any prunable layer was left without weights."""
-    return bool(row.get("collapsed")) or bool(row.get("empty_layers"))
-
-
-def _flat_row(row: Mapping[str, Any]) -> dict[str, Any]:
+def _flat_row(row: RunRow) -> dict[str, Any]:
     flat: dict[str, Any] = {}
-    for key, value in row.items():
+    for key, value in row.to_json().items():  # the fields the row has, in field order (no None)
         if key in DROPPED_KEYS or isinstance(value, Mapping):
             continue
-        if isinstance(value, (list, tuple)):
-            flat[key] = ";".join(str(v) for v in value)
-        else:
-            flat[key] = value
-    empty = row.get("empty_layers") or []
-    flat["modifier"] = row.get("modifier") or ""
-    flat["label"] = run_label(row)
-    flat["collapsed"] = is_collapsed(row)
+        flat[key] = ";".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+    empty = row.empty_layers or []
+    flat["modifier"] = row.modifier
+    flat["label"] = row.label
+    flat["collapsed"] = row.is_collapsed
     flat["num_empty_layers"] = len(empty)
-    flat["empty_layers"] = ";".join(str(v) for v in empty)
+    flat["empty_layers"] = ";".join(empty)
     return flat
 
 
-def results_frame(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """All rows of all targets, one line per run; dict-valued keys dropped, lists joined with ';'."""
-    flat = [_flat_row({"target": target, **row}) for target, payload in results.items()
-            for row in payload.get("rows", [])]
+def results_frame(results: Mapping[str, TargetResults]) -> pd.DataFrame:
+    """All rows of all targets, one line per run; dict-valued fields dropped, lists joined with ';'."""
+    flat = [_flat_row(row) for target in results.values() for row in target.rows]
     if not flat:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     frame = pd.DataFrame(flat)
@@ -120,19 +155,24 @@ def _float(value: Any) -> float:
 CellKey = tuple[str, float]
 
 
-def cell_stats(rows: Iterable[Mapping[str, Any]], metric: str = "final_test_acc") -> dict[CellKey, Cell]:
-    """Group one target's rows by (label, sparsity) and aggregate ``metric`` over seeds."""
-    groups: dict[CellKey, list[Mapping[str, Any]]] = {}
+def metric_value(row: RunRow, metric: str) -> float:
+    """The row's ``metric`` field (``final_test_acc``, ``best_test_acc``, ...) as a float; nan when unset."""
+    return _float(getattr(row, metric))
+
+
+def cell_stats(rows: Iterable[RunRow], metric: str = "final_test_acc") -> dict[CellKey, Cell]:
+    """Group one target's rows by (label, sparsity) and aggregate ``metric`` (a :class:`RunRow` field) over seeds."""
+    groups: dict[CellKey, list[RunRow]] = {}
     for row in rows:
-        groups.setdefault((run_label(row), float(row["sparsity"])), []).append(row)
+        groups.setdefault((row.label, row.sparsity), []).append(row)
     cells: dict[CellKey, Cell] = {}
     for key, members in groups.items():
-        values = [_float(r.get(metric)) for r in members]
+        values = [metric_value(r, metric) for r in members]
         values = [v for v in values if not math.isnan(v)]
         cells[key] = Cell(mean=_mean(values), std=_std(values), n=len(values),
-                          collapsed=any(is_collapsed(r) for r in members),
-                          achieved_sparsity=_mean([_float(r.get("achieved_sparsity")) for r in members]),
-                          effective_sparsity=_mean([_float(r.get("effective_sparsity")) for r in members]))
+                          collapsed=any(r.is_collapsed for r in members),
+                          achieved_sparsity=_mean([_float(r.achieved_sparsity) for r in members]),
+                          effective_sparsity=_mean([_float(r.effective_sparsity) for r in members]))
     return cells
 
 
@@ -143,28 +183,27 @@ def achieved_differs(cell: Cell, requested: float, tolerance: float = ACHIEVED_T
 # --------------------------------------------------------------------------- row order and frames
 
 
-def label_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def label_order(rows: Sequence[RunRow]) -> list[str]:
     """Dense first, then methods in order of appearance (each followed by its modified variants), irp last."""
     method_rank: dict[str, int] = {}
     modifier_rank: dict[str, int] = {"": -1}
     for row in rows:
-        method_rank.setdefault(str(row["method"]), len(method_rank))
-        modifier_rank.setdefault(str(row.get("modifier") or ""), len(modifier_rank))
+        method_rank.setdefault(row.method, len(method_rank))
+        modifier_rank.setdefault(row.modifier, len(modifier_rank))
 
-    def key(row: Mapping[str, Any]) -> tuple[int, int, int]:
-        method = str(row["method"])
-        group = 0 if method == DENSE else 2 if method == IRP else 1
-        return group, method_rank[method], modifier_rank[str(row.get("modifier") or "")]
+    def key(row: RunRow) -> tuple[int, int, int]:
+        group = 0 if row.method == DENSE else 2 if row.method == IRP else 1
+        return group, method_rank[row.method], modifier_rank[row.modifier]
 
     ordered = sorted(rows, key=key)
-    return list(dict.fromkeys(run_label(r) for r in ordered))
+    return list(dict.fromkeys(r.label for r in ordered))
 
 
-def pruned_sparsities(rows: Iterable[Mapping[str, Any]]) -> list[float]:
-    return sorted({float(r["sparsity"]) for r in rows if r["method"] != DENSE})
+def pruned_sparsities(rows: Iterable[RunRow]) -> list[float]:
+    return sorted({r.sparsity for r in rows if r.method != DENSE})
 
 
-def cells_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def cells_frame(rows: Sequence[RunRow]) -> pd.DataFrame:
     """The numbers behind the per-target tables: one line per (label, sparsity) cell, fractions."""
     final, best = cell_stats(rows, "final_test_acc"), cell_stats(rows, "best_test_acc")
     order = {label: i for i, label in enumerate(label_order(rows))}
@@ -179,7 +218,7 @@ def cells_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def plot_data(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def plot_data(rows: Sequence[RunRow]) -> pd.DataFrame:
     """``dvc plots`` data: columns sparsity, method (label), final_test_acc (fraction, mean over seeds), std (its
     sample std over seeds, empty for one seed: drawn as no error bar, never ± 0) and n (seeds)."""
     cells = cell_stats(rows, "final_test_acc")

@@ -10,7 +10,10 @@ Per target ``<t>`` (the target's name, made file-safe): ``<t>.md``; ``<t>.csv`` 
 For the study: ``results.csv`` (every run, fractions), ``paired.csv`` (every method minus AutoS per target x
 sparsity, percent / pp; header only without AutoS), ``verdicts.json`` (``{"<target>@<sparsity>": flat record}``,
 percent; ``{}`` without AutoS), ``irp_curve.csv``, ``figures/irp_curve.png``, ``svg/irp_curve.svg``,
-``dvc_plot_template.json`` and ``summary.md``.
+``dvc_plot_template.json`` and ``summary.md`` (which opens with the study's source; figures name it too).
+
+``records`` (``{name: autos.registry.MethodRecord}``, from ``autos.pruners.PRUNERS.records()``) give the methods'
+titles and kinds (the single-shot baselines); the report stage passes them, since this package imports no torch.
 """
 
 from __future__ import annotations
@@ -25,21 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from autos.report.aggregate import cells_frame, irp_curve_frame, plot_data, results_frame
+from autos.report.accuracy_figures import dvc_plot_template, plot_irp_curve, plot_sanity, plot_target
+from autos.report.aggregate import TargetResults, cells_frame, irp_curve_frame, plot_data, results_frame
 from autos.report.compare import method_kinds, paired_differences, study_verdicts, verdicts_json
-from autos.report.markdown import accuracy_table, summary_markdown, table_frame, target_figures, target_markdown
-from autos.report.names import num_classes, target_title
-from autos.report.plots import (
-    FIGURES_DIR,
-    dvc_plot_template,
-    layer_density_frame,
-    plot_irp_curve,
-    plot_layers,
-    plot_sanity,
-    plot_source_ticket,
-    plot_target,
-    svg_path,
-)
+from autos.report.figures import FIGURES_DIR, svg_path
+from autos.report.layer_figures import layer_density_frame, plot_layers, plot_source_ticket
+from autos.report.names import MethodRecords, Source, num_classes, target_title
+from autos.report.pages import summary_markdown, target_figures, target_markdown
+from autos.report.tables import accuracy_table, table_frame
 
 log = logging.getLogger("autos.report")  # the package's name, as before the split: log lines read the same
 
@@ -68,47 +64,57 @@ def _pct(value: float) -> float:
     return math.nan if math.isnan(value) else round(100.0 * value, 4)
 
 
-def paired_frame(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def paired_frame(results: Mapping[str, TargetResults], records: MethodRecords) -> pd.DataFrame:
     """Every label minus AutoS per target x sparsity over the paired seeds (``compare.paired_differences``):
-    accuracies in percent, differences and their 95% t-interval in percentage points."""
-    records = []
-    for target, payload in results.items():
-        kinds = method_kinds(payload)
-        for d in paired_differences(list(payload.get("rows", []))):
+    accuracies in percent, differences and their 95% t-interval in percentage points; ``kind`` from ``records``."""
+    lines = []
+    for target, found in results.items():
+        kinds = method_kinds(found, records)
+        for d in paired_differences(found.rows):
             method, _, modifier = d.label.partition("+")
-            records.append({"target": target, "sparsity": d.sparsity, "label": d.label, "method": method,
+            lines.append({"target": target, "sparsity": d.sparsity, "label": d.label, "method": method,
                             "modifier": modifier, "kind": kinds.get(method, ""), "reference": d.reference,
                             "n": d.n, "seeds": ";".join(map(str, d.seeds)),
                             "method_mean_pct": _pct(d.label_mean), "method_std_pct": _pct(d.label_std),
                             "autos_mean_pct": _pct(d.reference_mean), "autos_std_pct": _pct(d.reference_std),
                             "diff_mean_pp": _pct(d.mean), "diff_std_pp": _pct(d.std),
                             "ci_low_pp": _pct(d.ci_low), "ci_high_pp": _pct(d.ci_high)})
-    return pd.DataFrame(records, columns=PAIRED_COLUMNS)
+    return pd.DataFrame(lines, columns=PAIRED_COLUMNS)
 
 
-def verdict_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def verdict_metrics(results: Mapping[str, TargetResults], records: MethodRecords) -> dict[str, dict[str, Any]]:
     """The contents of ``verdicts.json`` (``compare.verdicts_json``): small and flat, for ``dvc metrics``."""
-    return verdicts_json(study_verdicts(results))
+    return verdicts_json(study_verdicts(results, records))
 
 
-def build_target(target: str, payload: Mapping[str, Any], out: Path) -> dict[str, Path]:
+def _target_figures(found: TargetResults, out: Path, name: str, records: MethodRecords,
+                    source: Source | None) -> dict[str, Path]:
+    """The accuracy, per-layer density and sanity-check figures of a target with rows (PNG + SVG)."""
+    figures_dir, rows, target = out / FIGURES_DIR, found.rows, found.target
+    title, classes = target_title(target, found.spec), num_classes(found.dataset)
+    written: dict[str, Path] = {}
+    png = plot_target(target, rows, figures_dir / f"{name}.png", records=records, num_classes=classes, title=title,
+                      source=source)
+    written[f"{target}.png"], written[f"{target}.svg"] = png, svg_path(png)
+    layers = plot_layers(target, rows, figures_dir / f"{name}_layers.png", records=records, title=title,
+                         source=source)
+    if layers is not None:
+        written[f"{target}_layers.png"], written[f"{target}_layers.svg"] = layers, svg_path(layers)
+    sanity = plot_sanity(target, rows, figures_dir / f"{name}_sanity.png", records=records, num_classes=classes,
+                         title=title, source=source)
+    if sanity is not None:
+        written[f"{target}_sanity.png"], written[f"{target}_sanity.svg"] = sanity, svg_path(sanity)
+    return written
+
+
+def build_target(found: TargetResults, out: Path, *, records: MethodRecords,
+                 source: Source | None = None) -> dict[str, Path]:
     """One target's files (module docstring); returns {role: path}, roles named after the files
     (``<target>.png``, ``<target>.svg``, ``<target>_layers.png``, ...)."""
-    rows = list(payload.get("rows", []))
-    name = _safe_name(target)
-    title = target_title(target, payload)
+    target, rows, name = found.target, found.rows, _safe_name(found.target)
     written: dict[str, Path] = {}
     if rows:
-        figures_dir = out / FIGURES_DIR
-        png = plot_target(target, rows, figures_dir / f"{name}.png", num_classes=num_classes(payload), title=title)
-        written[f"{target}.png"], written[f"{target}.svg"] = png, svg_path(png)
-        layers = plot_layers(target, rows, figures_dir / f"{name}_layers.png", title=title)
-        if layers is not None:
-            written[f"{target}_layers.png"], written[f"{target}_layers.svg"] = layers, svg_path(layers)
-        sanity = plot_sanity(target, rows, figures_dir / f"{name}_sanity.png", num_classes=num_classes(payload),
-                             title=title)
-        if sanity is not None:
-            written[f"{target}_sanity.png"], written[f"{target}_sanity.svg"] = sanity, svg_path(sanity)
+        written.update(_target_figures(found, out, name, records, source))
         written[f"{target}.csv"] = _write_csv(table_frame(accuracy_table(rows)), out / f"{name}.csv")
         written[f"{target}_cells.csv"] = _write_csv(cells_frame(rows), out / f"{name}_cells.csv")
         layer_frame = layer_density_frame(rows)
@@ -118,38 +124,50 @@ def build_target(target: str, payload: Mapping[str, Any], out: Path) -> dict[str
         written[f"plots/{target}.csv"] = _write_csv(plot_data(rows), out / PLOTS_DIR / f"{name}.csv")
     figures = target_figures(target, {role: path.relative_to(out).as_posix() for role, path in written.items()})
     md = out / f"{name}.md"
-    md.write_text(target_markdown(target, payload, figures=figures))
+    md.write_text(target_markdown(found, records, figures=figures))
     written[f"{target}.md"] = md
     return written
 
 
-def build_report(results: Mapping[str, Mapping[str, Any]], curve: Mapping[str, Any] | None,
-                 scorer: Mapping[str, Any] | None, out: Path, ticket: Mapping[str, Any] | None = None) -> list[Path]:
-    """Write every report file into ``out`` (created if needed); returns the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {"results": _write_csv(results_frame(results), out / "results.csv")}
-    for target, payload in results.items():
-        written.update(build_target(target, payload, out))
-        log.info("report: %s (%d runs)", target, len(payload.get("rows", [])))
-    written[PAIRED_NAME] = _write_csv(paired_frame(results), out / PAIRED_NAME)
-    verdicts = out / VERDICTS_NAME
-    verdicts.write_text(json.dumps(verdict_metrics(results), indent=2, allow_nan=False) + "\n")
-    written[VERDICTS_NAME] = verdicts
+def _source_files(curve: Mapping[str, Any] | None, ticket: Mapping[str, Any] | None, out: Path,
+                  source: Source | None) -> tuple[pd.DataFrame | None, dict[str, Path]]:
+    """The IRP curve (its frame, CSV and figure) and the source ticket's figure, where there are any."""
+    written: dict[str, Path] = {}
     curve_frame = irp_curve_frame(curve) if curve else None
     if curve_frame is not None and not curve_frame.empty:
         written["irp_curve.csv"] = _write_csv(curve_frame, out / "irp_curve.csv")
         if "density" in curve_frame.columns and "final_test_acc" in curve_frame.columns:
-            png = plot_irp_curve(curve_frame, out / FIGURES_DIR / "irp_curve.png")
+            png = plot_irp_curve(curve_frame, out / FIGURES_DIR / "irp_curve.png", source)
             written["irp_curve.png"], written["irp_curve.svg"] = png, svg_path(png)
+    if ticket:
+        png = plot_source_ticket(ticket, out / FIGURES_DIR / "source_ticket.png", source)
+        written["source_ticket.png"], written["source_ticket.svg"] = png, svg_path(png)
+    return curve_frame, written
+
+
+def build_report(results: Mapping[str, TargetResults], curve: Mapping[str, Any] | None,
+                 scorer: Mapping[str, Any] | None, out: Path, ticket: Mapping[str, Any] | None = None, *,
+                 records: MethodRecords, source: Source | None = None) -> list[Path]:
+    """Write every report file into ``out`` (created if needed); returns the files written. ``records``: the
+    method registry's records; ``source``: the study's source, named by the summary and the figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {"results": _write_csv(results_frame(results), out / "results.csv")}
+    for found in results.values():
+        written.update(build_target(found, out, records=records, source=source))
+        log.info("report: %s (%d runs)", found.target, len(found.rows))
+    written[PAIRED_NAME] = _write_csv(paired_frame(results, records), out / PAIRED_NAME)
+    verdicts = out / VERDICTS_NAME
+    verdicts.write_text(json.dumps(verdict_metrics(results, records), indent=2, allow_nan=False) + "\n")
+    written[VERDICTS_NAME] = verdicts
     if scorer is None:
         log.warning("report: no scorer metrics; the scorer table is left out")
-    if ticket:
-        png = plot_source_ticket(ticket, out / FIGURES_DIR / "source_ticket.png")
-        written["source_ticket.png"], written["source_ticket.svg"] = png, svg_path(png)
+    curve_frame, source_files = _source_files(curve, ticket, out, source)
+    written.update(source_files)
     template = out / DVC_TEMPLATE_NAME
     template.write_text(json.dumps(dvc_plot_template(), indent=2) + "\n")
     written["dvc_template"] = template
     relative = {role: path.relative_to(out).as_posix() for role, path in written.items()}
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(results, curve_frame, scorer, relative, ticket))
+    summary.write_text(summary_markdown(results, curve_frame, scorer, relative, ticket, records=records,
+                                        source=source))
     return [*written.values(), summary]

@@ -15,10 +15,10 @@ verdict compares AutoS with it, as ``AutoS - baseline`` (negative: AutoS is wors
 several baselines by its mean favours the baseline a little (the winner's curse), so "worse" is the conservative
 direction and "better" is the claim to check with more seeds.
 
-**Method kinds** (the report imports no torch, so not the registry): a row's ``kind`` when the rows carry one, else
-the results' method metadata (``payload["methods"][name]["kind"]``), else :data:`KNOWN_KINDS`, a copy of the
-registry's kinds that ``tests/test_report.py`` checks against ``autos.pruners.PRUNERS``. A method of unknown kind is
-never a baseline.
+**Method kinds** come from the method registry's records (``autos.registry.MethodRecord.kind``), which the report
+stage passes in (``autos.pruners.PRUNERS.records()``: the report itself imports no torch, so not the registry). A
+method without a record (old results, a removed method) takes the kind its results recorded
+(``results.json``'s ``methods[name].kind``); a method of unknown kind is never a baseline.
 
 Numbers are fractions here (as in the rows); :func:`verdict_record` writes percent (as ``metrics/transfer_*.json``).
 """
@@ -30,21 +30,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autos.report.aggregate import DENSE, _float, cell_stats, is_collapsed, label_order, pruned_sparsities, run_label
+from autos.report.aggregate import DENSE, TargetResults, cell_stats, label_order, metric_value, pruned_sparsities
+from autos.report.names import MethodRecords
+from autos.sweep.records import RunRow
 
 REFERENCE = "autos"
 SINGLE_SHOT_KIND = "pai"
 CONFIDENCE = 0.95
 BETTER, WORSE, INDISTINGUISHABLE, NO_VERDICT, NO_BASELINE = (
     "better", "worse", "indistinguishable", "no verdict", "no baseline")
-
-# The registry's ``kind`` of each method (autos.pruners, ``Pruner.kind``); checked against it by the tests.
-KNOWN_KINDS: dict[str, str] = {
-    "autos": "pai", "grasp": "pai", "magnitude": "pai", "prospr": "pai", "pruning_from_scratch": "pai",
-    "random": "pai", "random_erk": "pai", "snip": "pai", "synflow": "pai",
-    "dissipating": "early", "kstarts": "early", "kstarts_dissipating": "early",
-    "irp": "trained", "lottery_jackpots": "trained",
-}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -80,51 +74,47 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple
 # --------------------------------------------------------------------------- method kinds
 
 
-def method_kinds(payload: Mapping[str, Any], fallback: Mapping[str, str] = KNOWN_KINDS) -> dict[str, str]:
-    """{method: kind} for every method in the results (``dense`` for the dense run; unknown ones left out)."""
-    rows = list(payload.get("rows", []))
+def recorded_kind(results: TargetResults, method: str) -> str | None:
+    """The kind ``results.json`` recorded for ``method`` (``methods[method].kind``), if any."""
+    info = (results.methods or {}).get(method)
+    kind = info.get("kind") if isinstance(info, Mapping) else None
+    return str(kind) if kind else None
+
+
+def method_kinds(results: TargetResults, records: MethodRecords) -> dict[str, str]:
+    """{method: kind} for every method in the results: ``dense`` for the dense run, the record's kind, else the
+    kind the results recorded (module docstring); methods of unknown kind left out."""
     kinds: dict[str, str] = {}
-    for row in rows:
-        method = str(row["method"])
-        if method == DENSE:
-            kinds[method] = DENSE
-        elif row.get("kind"):
-            kinds.setdefault(method, str(row["kind"]))
-    meta = payload.get("methods")
-    if isinstance(meta, Mapping):
-        for method, info in meta.items():
-            if isinstance(info, Mapping) and info.get("kind"):
-                kinds.setdefault(str(method), str(info["kind"]))
-    for method in {str(r["method"]) for r in rows}:
-        if method not in kinds and method in fallback:
-            kinds[method] = fallback[method]
+    for method in dict.fromkeys(r.method for r in results.rows):
+        record = records.get(method)
+        kind = DENSE if method == DENSE else record.kind if record is not None else recorded_kind(results, method)
+        if kind:
+            kinds[method] = kind
     return kinds
 
 
-def single_shot_baselines(payload: Mapping[str, Any], fallback: Mapping[str, str] = KNOWN_KINDS) -> list[str]:
+def single_shot_baselines(results: TargetResults, records: MethodRecords) -> list[str]:
     """The labels of the single-shot baselines present, in the tables' order (module docstring)."""
-    rows = list(payload.get("rows", []))
-    kinds = method_kinds(payload, fallback)
-    unmodified = {str(r["method"]) for r in rows if not r.get("modifier")}
-    return [label for label in label_order(rows)
+    kinds = method_kinds(results, records)
+    unmodified = {r.method for r in results.rows if not r.modifier}
+    return [label for label in label_order(results.rows)
             if label in unmodified and label not in (DENSE, REFERENCE) and kinds.get(label) == SINGLE_SHOT_KIND]
 
 
 # --------------------------------------------------------------------------- paired differences
 
 
-SeedValues = dict[tuple[str, float], dict[Any, float]]
+SeedValues = dict[tuple[str, float], dict[int, float]]
 
 
-def seed_values(rows: Iterable[Mapping[str, Any]], metric: str = "final_test_acc") -> SeedValues:
+def seed_values(rows: Iterable[RunRow], metric: str = "final_test_acc") -> SeedValues:
     """{(label, sparsity): {seed: value}}; a seed recorded twice counts as the mean of its values; nan left out."""
-    groups: dict[tuple[str, float], dict[Any, list[float]]] = {}
+    groups: dict[tuple[str, float], dict[int, list[float]]] = {}
     for row in rows:
-        value = _float(row.get(metric))
+        value = metric_value(row, metric)
         if math.isnan(value):
             continue
-        key = (run_label(row), float(row["sparsity"]))
-        groups.setdefault(key, {}).setdefault(row.get("seed"), []).append(value)
+        groups.setdefault((row.label, row.sparsity), {}).setdefault(row.seed, []).append(value)
     return {key: {seed: sum(v) / len(v) for seed, v in seeds.items()} for key, seeds in groups.items()}
 
 
@@ -135,7 +125,7 @@ class PairedDiff:
     label: str
     reference: str
     sparsity: float
-    seeds: tuple[Any, ...]
+    seeds: tuple[int, ...]
     mean: float  # mean of the per-seed differences
     std: float  # their sample std; nan for one seed
     ci_low: float  # the 95% t-interval of the mean; nan for one seed
@@ -161,15 +151,11 @@ class PairedDiff:
                           reference_mean=self.label_mean, reference_std=self.label_std)
 
 
-def _seed_order(seed: Any) -> tuple[int, str]:
-    return (0, f"{int(seed):012d}") if isinstance(seed, int) else (1, str(seed))
-
-
-def paired_diff(values: Mapping[tuple[str, float], Mapping[Any, float]], label: str, reference: str,
+def paired_diff(values: Mapping[tuple[str, float], Mapping[int, float]], label: str, reference: str,
                 sparsity: float) -> PairedDiff | None:
     """``label - reference`` at ``sparsity`` over their common seeds; None when they share no seed."""
     mine, theirs = values.get((label, sparsity), {}), values.get((reference, sparsity), {})
-    seeds = tuple(sorted(set(mine) & set(theirs), key=_seed_order))
+    seeds = tuple(sorted(set(mine) & set(theirs)))
     if not seeds:
         return None
     diffs = [mine[s] - theirs[s] for s in seeds]
@@ -182,7 +168,7 @@ def paired_diff(values: Mapping[tuple[str, float], Mapping[Any, float]], label: 
                       reference_mean=ref_mean, reference_std=ref_std)
 
 
-def paired_differences(rows: Sequence[Mapping[str, Any]], reference: str = REFERENCE,
+def paired_differences(rows: Sequence[RunRow], reference: str = REFERENCE,
                        metric: str = "final_test_acc") -> list[PairedDiff]:
     """Every pruned label (modified variants included, AutoS's own too) minus ``reference`` at each sparsity both
     ran, in the tables' order; empty when ``reference`` did not run."""
@@ -227,13 +213,14 @@ def judge(diff: PairedDiff | None) -> str:
     return BETTER if diff.mean > 0 else WORSE
 
 
-def target_verdicts(target: str, payload: Mapping[str, Any], reference: str = REFERENCE,
-                    fallback: Mapping[str, str] = KNOWN_KINDS, metric: str = "final_test_acc") -> list[Verdict]:
-    """One :class:`Verdict` per sparsity at which ``reference`` ran; empty when it did not run."""
-    rows = list(payload.get("rows", []))
+def target_verdicts(results: TargetResults, records: MethodRecords, reference: str = REFERENCE,
+                    metric: str = "final_test_acc") -> list[Verdict]:
+    """One :class:`Verdict` per sparsity at which ``reference`` ran; empty when it did not run. ``records``: the
+    method registry's records (the baselines' kinds)."""
+    target, rows = results.target, results.rows
     cells = cell_stats(rows, metric)
     values = seed_values(rows, metric)
-    baselines = single_shot_baselines(payload, fallback)
+    baselines = single_shot_baselines(results, records)
     verdicts = []
     for sparsity in pruned_sparsities(rows):
         mine = cells.get((reference, sparsity))
@@ -243,8 +230,7 @@ def target_verdicts(target: str, payload: Mapping[str, Any], reference: str = RE
                       if (b, sparsity) in cells and cells[(b, sparsity)].n > 0]
         best = max(candidates)[2] if candidates else None  # ties: the first in the tables' order
         diff = paired_diff(values, reference, best, sparsity) if best is not None else None
-        collapsed = any(is_collapsed(r) for r in rows if float(r["sparsity"]) == sparsity
-                        and run_label(r) in (reference, best))
+        collapsed = any(r.is_collapsed for r in rows if r.sparsity == sparsity and r.label in (reference, best))
         verdicts.append(Verdict(target=target, sparsity=sparsity,
                                 verdict=judge(diff) if best is not None else NO_BASELINE,
                                 autos_mean=mine.mean, autos_std=mine.std, autos_n=mine.n, baseline=best, diff=diff,
@@ -252,9 +238,9 @@ def target_verdicts(target: str, payload: Mapping[str, Any], reference: str = RE
     return verdicts
 
 
-def study_verdicts(results: Mapping[str, Mapping[str, Any]], reference: str = REFERENCE,
-                   fallback: Mapping[str, str] = KNOWN_KINDS) -> list[Verdict]:
-    return [v for target, payload in results.items() for v in target_verdicts(target, payload, reference, fallback)]
+def study_verdicts(results: Mapping[str, TargetResults], records: MethodRecords,
+                   reference: str = REFERENCE) -> list[Verdict]:
+    return [v for target in results.values() for v in target_verdicts(target, records, reference)]
 
 
 def _pct(value: float | None, digits: int = 2) -> float | None:
