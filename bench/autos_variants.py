@@ -16,26 +16,27 @@ bench/results/autos_variants[_NAME].json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from common import save
 
-from autos.report.aggregate import cell_stats, is_collapsed, run_label
+from autos.pruners import PRUNERS
+from autos.report.aggregate import TargetResults, cell_stats, load_results
 from autos.report.compare import REFERENCE, paired_diff, seed_values, single_shot_baselines
+from autos.sweep.records import RunRow
 
 
-def load(directory: Path) -> dict[str, dict[str, Any]]:
-    payloads = {p.parent.name: json.loads(p.read_text()) for p in sorted(directory.glob("*/results.json"))}
-    if not payloads:
+def load(directory: Path) -> dict[str, TargetResults]:
+    results = load_results(sorted(directory.glob("*/results.json")))
+    if not results:
         raise SystemExit(f"{directory}: no <target>/results.json")
-    return payloads
+    return results
 
 
-def _baseline_key(row: dict[str, Any]) -> tuple:
-    return (row["method"], row.get("modifier"), row["sparsity"], row["seed"], row.get("final_test_acc"))
+def _baseline_key(row: RunRow) -> tuple:
+    return (row.method, row.modifier, row.sparsity, row.seed, row.final_test_acc)
 
 
 def main() -> None:
@@ -48,32 +49,30 @@ def main() -> None:
     first = runs[0][0]
     out: dict[str, Any] = {"runs": {name: str(d) for name, d in runs}, "targets": {}}
     for target, base in loaded[first].items():
-        baseline_rows = [r for r in base["rows"] if r["method"] != REFERENCE]
+        baseline_rows = [r for r in base.rows if r.method != REFERENCE]
         rows = list(baseline_rows)
         for name, payloads in loaded.items():
             if target not in payloads:
                 raise SystemExit(f"run {name!r} has no results for target {target!r}")
-            theirs = sorted(_baseline_key(r) for r in payloads[target]["rows"] if r["method"] != REFERENCE)
+            theirs = sorted(_baseline_key(r) for r in payloads[target].rows if r.method != REFERENCE)
             if theirs != sorted(_baseline_key(r) for r in baseline_rows):
                 raise SystemExit(f"run {name!r}: the baseline rows of {target} differ from run {first!r}'s "
                                  "(another study, seed set or code?): the variants would not be paired")
-            for r in payloads[target]["rows"]:
-                if r["method"] == REFERENCE:
-                    rows.append({**r, "method": f"{REFERENCE}[{name}]"})
-        kinds = {**{m: info for m, info in (base.get("methods") or {}).items()},
-                 **{f"{REFERENCE}[{name}]": {"kind": "learned"} for name in loaded}}  # not a baseline
-        baselines = single_shot_baselines({"rows": rows, "methods": kinds})
+            rows += [r.model_copy(update={"method": f"{REFERENCE}[{name}]"}) for r in payloads[target].rows
+                     if r.method == REFERENCE]
+        # the renamed AutoS rows have no record and no recorded kind: never a baseline
+        baselines = single_shot_baselines(TargetResults(target, tuple(rows), methods=base.methods), PRUNERS.records())
         values = seed_values(rows)
         stats = cell_stats(rows)
         result: dict[str, Any] = {}
-        for sparsity in sorted({float(r["sparsity"]) for r in rows if float(r["sparsity"]) > 0}):
+        for sparsity in sorted({r.sparsity for r in rows if r.sparsity > 0}):
             best = max(baselines, key=lambda m: stats[(m, sparsity)].mean if (m, sparsity) in stats else -math.inf)
             entry: dict[str, Any] = {"best_baseline": best, "cells": {}, "vs_best": {}}
             for (label, s), cell in stats.items():
                 if s == sparsity:
                     entry["cells"][label] = {"mean": 100 * cell.mean, "std": 100 * cell.std, "n": cell.n,
-                                             "collapsed_seeds": sum(1 for r in rows if float(r["sparsity"]) == s
-                                                                    and run_label(r) == label and is_collapsed(r))}
+                                             "collapsed_seeds": sum(1 for r in rows if r.sparsity == s
+                                                                    and r.label == label and r.is_collapsed)}
             for label in entry["cells"]:
                 if label.startswith(f"{REFERENCE}["):
                     d = paired_diff(values, label, best, sparsity)

@@ -30,7 +30,8 @@ from typing import Any
 import yaml
 from common import REPO, save
 
-from autos.report.aggregate import cell_stats, run_label
+from autos.report.aggregate import cell_stats
+from autos.sweep.records import RunRow
 
 PAIR_WITH = "random_erk"
 
@@ -80,14 +81,14 @@ def run_setting(params: dict[str, Any], target: str, env: dict[str, str]) -> tup
     seconds = time.perf_counter() - start
     payload = json.loads((root / "data" / "transfer" / target / "results.json").read_text())
     shutil.rmtree(root)  # a finished setting's study root is only scratch (a failed one is kept, above)
-    return payload["rows"], seconds
+    return [RunRow.from_json(r) for r in payload["rows"]], seconds
 
 
-def summarise(rows: list[dict[str, Any]], sparsity: float) -> dict[str, Any]:
+def summarise(rows: list[RunRow], sparsity: float) -> dict[str, Any]:
     stats = cell_stats(rows)
     by_seed: dict[str, dict[int, float]] = {}
     for row in rows:
-        by_seed.setdefault(run_label(row), {})[int(row["seed"])] = 100 * float(row["final_test_acc"])
+        by_seed.setdefault(row.label, {})[row.seed] = 100 * row.final_test_acc
     out: dict[str, Any] = {}
     for (label, s), cell in sorted(stats.items()):
         if label != "dense" and s != sparsity:
