@@ -334,6 +334,18 @@ def test_missing_file_and_bad_schema_are_refused(small_prepared: Path) -> None:
         load_prepared(small_prepared)
 
 
+def test_prepared_folder_with_no_training_image_is_refused(small_prepared: Path) -> None:
+    """prepare_dataset refuses an empty split; a folder made elsewhere is refused on load (no ZeroDivisionError)."""
+    meta = json.loads((small_prepared / "meta.json").read_text())
+    for name, array in (("train_x.npy", np.zeros((0, 3, 32, 32), np.uint8)), ("train_y.npy", np.zeros(0, np.int64))):
+        np.save(small_prepared / name, array, allow_pickle=False)
+        meta["files"][name] = sha256_file(small_prepared / name)
+    meta["counts"]["train"] = 0
+    (small_prepared / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=r"train_y\.npy: the train split holds 0 images; allowed: at least one"):
+        load_prepared(small_prepared)
+
+
 def test_max_classes_keeps_the_first_classes(tmp_path: Path) -> None:
     if not (SHARED / "tiny-imagenet-200-subset.zip").exists():
         pytest.skip("shared Tiny ImageNet subset not found")

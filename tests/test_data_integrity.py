@@ -4,11 +4,14 @@ archive (and the member when known), never silently wrong images or hundreds of 
 from __future__ import annotations
 
 import io
+import logging
 import pickle
+import re
 import shutil
 import struct
 import tarfile
 import time
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -16,7 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_data import CIFAR_SUBSET, TINY_SUBSET, batch_bytes, make_cifar_archive, needs_cifar, needs_tiny
+from test_data import (
+    CIFAR_SUBSET,
+    TINY_SUBSET,
+    batch_bytes,
+    make_cifar_archive,
+    needs_cifar,
+    needs_tiny,
+    prepare_cifar,
+)
 
 from autos.data import Splits, cifar10
 from autos.data.archive import MiB, read_limited, read_zip_member
@@ -446,3 +457,88 @@ def test_real_tiny_subset_flip_in_first_image_is_refused(tmp_path: Path) -> None
     archive.write_bytes(bytes(raw))
     with pytest.raises(DataError, match=f"{member} in {archive}: Bad CRC-32"):
         decode_tiny(archive)
+
+
+# ---------------------------------------------------------------- hostile sizes, duplicates, empty splits
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``: what a hostile batch can ask of the allowed numpy globals."""
+
+    def __init__(self, func: object, *args: object) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple:
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("call", [
+    _Reduce(np.ndarray, (300000, 3072), np.dtype("uint8")),  # ~0.9 GB, uninitialised
+    _Reduce(np.ndarray, (10**6, 10**6), np.dtype("float64")),  # terabytes
+    _Reduce(np.ndarray, (100,), np.dtype(("u1", (10**6,)))),  # small shape, huge items
+    _Reduce(np.ndarray, (10001, 3072), np.dtype("uint8")),  # one row past an official batch
+    _Reduce(np.core.multiarray._reconstruct, np.ndarray, (300000, 3072), b"b"),
+], ids=["ndarray 300000x3072", "ndarray terabytes", "subarray dtype", "10001 rows", "_reconstruct"])
+def test_array_larger_than_a_batch_is_refused_before_allocation(tmp_path: Path, call: _Reduce) -> None:
+    bad = pickle.dumps({"data": call, "labels": [0]}, protocol=2)
+    make_cifar_archive(tmp_path / "d" / "cifar-10-python.tar.gz", replace={"data_batch_4": bad})
+    with pytest.raises(DataError, match=r"data_batch_4 in .*: the pickle asks for an array of shape .* allowed: at "
+                                        r"most 30720000 bytes \(10000 x 3072 uint8"):
+        decode(tmp_path / "d" / "cifar-10-python.tar.gz")
+
+
+def test_official_batch_size_still_loads(tmp_path: Path) -> None:
+    make_cifar_archive(tmp_path / "c.tar.gz", replace={"test_batch": batch_bytes(10_000, 5)})
+    assert len(decode(tmp_path / "c.tar.gz").test_y) == 10_000
+
+
+def test_empty_training_set_is_refused(tmp_path: Path) -> None:
+    # protocol 4: protocol 2 spells empty bytes as a call of bytes(), which the unpickler refuses anyway
+    batch = pickle.dumps({"data": np.zeros((0, 3072), np.uint8), "labels": []}, protocol=4)
+    empty = {f"data_batch_{i}": batch for i in range(1, 6)}
+    make_cifar_archive(tmp_path / "d" / "cifar-10-python.tar.gz", replace=empty)
+    with pytest.raises(DataError, match=r"cifar10: the training split of .* holds 0 images; allowed: at least one"):
+        prepare_cifar(tmp_path / "d", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_absent_from_training_is_named_in_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def without_cats(seed: int) -> bytes:
+        batch = pickle.loads(batch_bytes(30, seed))
+        batch["labels"] = [4 if y == 3 else y for y in batch["labels"]]
+        return pickle.dumps(batch, protocol=2)
+
+    make_cifar_archive(tmp_path / "d" / "cifar-10-python.tar.gz",
+                       replace={f"data_batch_{i}": without_cats(i) for i in range(1, 6)})
+    with caplog.at_level(logging.WARNING, logger="autos.data"):
+        meta = prepare_cifar(tmp_path / "d", tmp_path / "out")
+    assert meta["per_class_counts"]["train"][3] == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "class 3 (cat) has no training image" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("second", [f"{FOLDER}/data_batch_2", f"./{FOLDER}/data_batch_2"])
+def test_duplicate_tar_member_is_refused(tmp_path: Path, second: str) -> None:
+    archive = make_cifar_archive(tmp_path / "src" / "cifar-10-python.tar.gz")
+    with tarfile.open(archive) as tf:  # trusted: the intact archive the test just wrote
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]
+    forged = tarfile.TarInfo(second)
+    members.append((forged, batch_bytes(20, 77)))  # appended later: it would silently replace the first
+    with tarfile.open(archive, "w:gz") as tf:
+        for info, data in members:
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(DataError, match=re.escape(f"duplicate member {second!r} in {archive}")):
+        decode(archive)
+
+
+def test_duplicate_zip_member_is_refused(tmp_path: Path) -> None:
+    archive = make_tiny_archive(tmp_path / "t.zip")
+    name = f"{TINY}/train/{WNIDS[5]}/images/{WNIDS[5]}_0.JPEG"
+    with warnings.catch_warnings(), zipfile.ZipFile(archive, "a") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns "Duplicate name" when writing, then reads only the last
+        zf.writestr(name, jpeg((0, 0, 0)))
+    with pytest.raises(DataError, match=re.escape(f"duplicate member {name!r} in {archive}")):
+        decode_tiny(archive)
+    with zipfile.ZipFile(archive) as zf, pytest.raises(DataError, match="duplicate member"):
+        read_zip_member(zf, f"{TINY}/wnids.txt", archive, MiB)  # the reader checks by itself too

@@ -21,6 +21,7 @@ from autos.config import IRPConfig, TrainRecipe
 from autos.errors import DataError
 from autos.files import save_torch
 from autos.irp import CHECKPOINT, data_digest, load_survival, run_irp, stale_temps
+from autos.irp.loop import checkpoint_checksum
 from autos.masking import kept_count
 from autos.models import build_model
 
@@ -96,9 +97,10 @@ def test_resume_gives_the_same_result(tiny_data, quick_recipe, tmp_path) -> None
         _irp(tiny_data, quick_recipe, tmp_path, on_round=kill_after_round_1)
     rounds_run = []
     _, _, resumed = _irp(tiny_data, quick_recipe, tmp_path, on_round=lambda r, _: rounds_run.append(r["round"]))
-    assert rounds_run == [2, 3]  # rounds 0 and 1 came from the checkpoint
+    assert rounds_run == [2, 3]  # rounds 0 and 1 came from the checkpoint (its checksum verified)
     for n in full.survived:
         assert torch.equal(full.survived[n], resumed.survived[n])
+        assert all(torch.equal(a[n], b[n]) for a, b in zip(full.masks, resumed.masks, strict=True))
     assert [r["final_test_acc"] for r in full.curve] == [r["final_test_acc"] for r in resumed.curve]
 
 
@@ -166,13 +168,23 @@ def _evil_plain_pickle(path: Path) -> None:
     path.write_bytes(pickle.dumps(_Evil(path.parent / "pwned")))
 
 
-def _edit(change):
+def _edit(change, reseal: bool = True):
+    """Change a checkpoint's content; ``reseal``: recompute its checksum, so the structural checks behind it must
+    catch the change (a forger who knows the format), else the checksum must."""
     def corrupt(path: Path) -> None:
         state = torch.load(path, weights_only=True)
         change(state)
+        if reseal and {"round", "model", "survived", "masks", "curve", "checksum"} <= state.keys():
+            state["checksum"] = checkpoint_checksum(state)
         torch.save(state, path)
 
     return corrupt
+
+
+def _forge_accuracy(state: dict) -> None:
+    curve = json.loads(state["curve"])
+    curve[0]["final_test_acc"] = 0.999  # plausible, and it would go straight into metrics/irp.json
+    state["curve"] = json.dumps(curve)
 
 
 def _first_layer(state: dict) -> str:
@@ -196,6 +208,12 @@ CORRUPTIONS = {
     "mask count": _edit(lambda s: s.update(masks=[])),
     "curve not json": _edit(lambda s: s.update(curve="{not json")),
     "curve rounds": _edit(lambda s: s.update(curve=json.dumps([{"round": 0}]))),
+    "curve not text": _edit(lambda s: s.update(curve=[{"round": 0}])),
+    "forged accuracy": _edit(_forge_accuracy, reseal=False),
+    "flipped mask bit": _edit(lambda s: s["masks"][0][_first_layer(s)].view(-1)[:1].logical_not_(), reseal=False),
+    "edited weight": _edit(lambda s: s["model"]["conv1.weight"].view(-1)[:1].add_(1e-3), reseal=False),
+    "checksum missing": _edit(lambda s: s.pop("checksum"), reseal=False),
+    "checksum not text": _edit(lambda s: s.update(checksum=torch.zeros(2)), reseal=False),
 }
 
 
@@ -211,6 +229,8 @@ def test_bad_checkpoint_is_set_aside_and_the_run_recomputes(tiny_data, quick_rec
     assert rounds_run == [0, 1, 2, 3]  # recomputed from scratch, not resumed
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(path) in warnings[0] and "recomputing" in warnings[0]
+    if corruption in ("forged accuracy", "flipped mask bit", "edited weight"):  # well-formed: only the checksum sees it
+        assert "does not match its checksum" in warnings[0], warnings[0]
     assert path.with_name(path.name + ".bad").read_bytes() == bad_bytes  # set aside, kept for inspection
     assert not (tmp_path / path.parent.name / "pwned").exists()  # the malicious global never ran
     for n in clean_run.survived:

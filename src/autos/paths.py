@@ -3,28 +3,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from autos.config import read_params
+from autos.config.root import ROOT_ENV, project_root
 from autos.errors import ConfigError
+
+__all__ = ["PATHS_FILE", "ROOT_ENV", "SOURCE_TICKET_FILE", "StudyPaths", "project_root", "study_paths"]
 
 PATHS_FILE = "paths.yaml"
 SOURCE_TICKET_FILE = "source_ticket.json"  # in the scorer dir: ``scorer.metrics.ticket_diagnostics`` on the source
-ROOT_ENV = "AUTOS_ROOT"
-
-
-def project_root() -> Path:
-    """The study's root: ``$AUTOS_ROOT`` when set (tests and benches run a stage against another folder), else
-    the current directory.
-
-    DVC runs every stage in its ``wdir`` (here the folder holding dvc.yaml), so the current directory is the
-    study's own copy also for ``dvc exp run --temp`` and ``--queue``. ``$DVC_ROOT`` is deliberately not read:
-    for those runs DVC points it at the parent workspace, and a stage reading it wrote its outputs and MLflow
-    runs there instead of into the experiment's copy.
-    """
-    return Path(os.environ.get(ROOT_ENV) or Path.cwd()).resolve()
 
 
 @dataclass(frozen=True)
@@ -48,4 +37,16 @@ def study_paths(root: Path) -> StudyPaths:
     expected = list(StudyPaths.__dataclass_fields__)
     if not isinstance(table, dict) or sorted(table) != sorted(expected):
         raise ConfigError([f"paths: expected exactly the keys {', '.join(expected)}"], str(table_file))
+    # every output stays inside the study (stages delete and replace these folders)
+    outside = [f"paths.{key}: {table[key]!r} is not a relative path inside the study root; allowed: e.g. data/{key}"
+               for key in expected if not _inside(table[key])]
+    if outside:
+        raise ConfigError(outside, str(table_file))
     return StudyPaths(**{key: root / str(table[key]) for key in expected})
+
+
+def _inside(value: object) -> bool:
+    if not isinstance(value, str) or not value.strip():
+        return False
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    return not PurePosixPath(value).is_absolute() and ".." not in parts and parts not in ((), (".",))

@@ -1,5 +1,6 @@
 """Typed, strict study configuration: one pydantic model per ``params.yaml`` section (``sections``), the whole file
-(``study_config.StudyConfig``), reading it (``loading``) and what validation asks of the registries (``catalog``).
+(``study_config.StudyConfig``), reading it (``loading``) and what validation asks of the registries (``catalog``);
+the bounds and their reasons (``limits``), ``execution`` (``execution``), the study root (``root``).
 
 Unknown keys, wrong types, out-of-range values, unknown registry names and sections that contradict each other all
 fail at load, together, each with its dotted path and the allowed values or range (``ConfigError``). This package
@@ -9,20 +10,17 @@ imports no registry and no torch: ``autos.study.load_study`` passes the registri
 from __future__ import annotations
 
 from autos.config.catalog import Catalog
+from autos.config.execution import ExecutionConfig
+from autos.config.limits import MAX_BATCH_SIZE, MAX_SCORER_BATCH_SIZE, MAX_SEED, Strict
 from autos.config.loading import load_config, parse_config, read_params
 from autos.config.sections import (
-    MAX_BATCH_SIZE,
-    MAX_SCORER_BATCH_SIZE,
-    MAX_SEED,
     DataConfig,
     DatasetSettings,
-    ExecutionConfig,
     FeaturesConfig,
     IRPConfig,
     ModelSpec,
     PruningConfig,
     ScorerConfig,
-    Strict,
     TrackingConfig,
     TrainRecipe,
     TransferConfig,

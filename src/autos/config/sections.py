@@ -3,7 +3,8 @@
 Unknown keys, wrong types, out-of-range values, unknown registry names and sections that contradict each other
 all fail at load, together, each with its dotted path and the allowed values or range (``ConfigError``). Types
 are strict: ``epochs: true`` or ``epochs: "3"`` is refused rather than coerced, and floats must be finite.
-Models are frozen: config is read-only.
+Models are frozen: config is read-only. Every bound, with its reason, is in ``autos.config.limits``; the
+``execution`` section is in ``autos.config.execution``.
 
 This module imports no registry (so every library module can import it, with no cycle, and loading a config costs
 no torch import). Names, per-name settings and rules that need the registries are checked when a ``Catalog`` is
@@ -19,33 +20,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from autos.config.catalog import _catalog, _check_name, _nonempty_unique, _validate_settings
-
-MAX_BATCH_SIZE = 65536  # images per step: far beyond any GPU's memory for these models, so surely a typo
-MAX_SCORER_BATCH_SIZE = 2**22  # rows of the feature table per step (a row is a few floats)
-MAX_SEED = 2**32 - 1  # numpy's legacy seeding (and many libraries) accept [0, 2**32)
-
-PositiveInt = Annotated[int, Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-UnitOpen = Annotated[float, Field(gt=0, lt=1)]
-Sparsity = Annotated[
-    float, Field(gt=0, lt=1, description="fraction of prunable weights removed; must be in (0, 1)")
-]
-BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
-Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]  # np.random.default_rng refuses negative seeds mid-stage
-
+from autos.config.errors import format_errors
+from autos.config.limits import (
+    MAX_EPOCHS,
+    MAX_EXPERIMENT_NAME,
+    MAX_SCORER_BATCH_SIZE,
+    MAX_WIDTH,
+    BatchSize,
+    Epochs,
+    LearningRate,
+    PositiveInt,
+    Seed,
+    Sparsity,
+    Strict,
+    UnitOpen,
+    check_path_names,
+    parquet_problem,
+    problems_error,
+)
+from autos.config.root import project_root
+from autos.errors import ConfigError
 
 _NOT_RESOLVED = ("typed settings exist only for a config validated with the registries' catalog: load it with "
                  "autos.study.load_study (or parse_study)")
-
-
-class Strict(BaseModel):
-    # strict: no coercion, so a YAML boolean or quoted number where a number belongs is an error rather than 1
-    # or 3 (ints are still accepted for floats); allow_inf_nan=False: a NaN/inf lr would only show up as a
-    # diverged run hours later.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- sections
@@ -54,9 +54,9 @@ class Strict(BaseModel):
 class TrainRecipe(Strict):
     """The one training recipe shared by every method in a study (fair comparison)."""
 
-    epochs: PositiveInt = 160
+    epochs: Epochs = 160
     batch_size: BatchSize = 128
-    lr: PositiveFloat = 0.1
+    lr: LearningRate = 0.1
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     nesterov: bool = True
     weight_decay: Annotated[float, Field(ge=0)] = 5e-4
@@ -65,7 +65,8 @@ class TrainRecipe(Strict):
         default=[0.5, 0.75], description="multistep: fractions of the epochs at which lr is multiplied by gamma"
     )
     gamma: UnitOpen = 0.1
-    warmup_epochs: Annotated[int, Field(ge=0)] = 0
+    warmup_epochs: Annotated[int, Field(ge=0, le=MAX_EPOCHS)] = Field(
+        default=0, description="linear warmup of the lr over the first epochs; must end before the last epoch")
     augment: bool = True
     channels_last: Literal["auto", "on", "off"] = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -73,8 +74,25 @@ class TrainRecipe(Strict):
                           "rounding, not to the bit)")
     eval_batch_size: BatchSize = 512
 
+    @model_validator(mode="after")
+    def _warmup_ends(self) -> TrainRecipe:
+        # The lr would still be warming up at the last epoch: the schedule (cosine, steps) would never apply.
+        if self.warmup_epochs and self.warmup_epochs >= self.epochs:
+            raise problems_error([f"warmup_epochs: {self.warmup_epochs} is not shorter than the {self.epochs} epochs "
+                                  "trained, so the lr would still be warming up at the end and the schedule never "
+                                  f"applies; allowed: 0..{self.epochs - 1}"])
+        return self
+
     def with_epochs(self, epochs: int | None) -> TrainRecipe:
-        return self if epochs is None else self.model_copy(update={"epochs": epochs})
+        """This recipe trained for ``epochs`` (None: unchanged), validated like the recipe itself: an override
+        shorter than the warmup is a ConfigError, not a run that never leaves its warmup."""
+        if epochs is None:
+            return self
+        try:
+            return TrainRecipe.model_validate({**self.model_dump(), "epochs": epochs})
+        except ValidationError as exc:
+            raise ConfigError([f"epochs override {epochs!r}: {line}" for line in format_errors(exc, TrainRecipe)],
+                              "training recipe") from None
 
 
 class DatasetSettings(Strict):
@@ -100,6 +118,7 @@ class DataConfig(Strict):
     @field_validator("datasets")
     @classmethod
     def _known_datasets(cls, value: dict[str, DatasetSettings], info: ValidationInfo) -> dict[str, DatasetSettings]:
+        check_path_names("dataset", value)
         for name in value:
             _check_name("dataset", name, info)
         return value
@@ -107,9 +126,9 @@ class DataConfig(Strict):
 
 class ModelSpec(Strict):
     model: str
-    width: PositiveInt = 64
+    width: Annotated[int, Field(ge=1, le=MAX_WIDTH)] = 64
     dataset: str
-    epochs: PositiveInt | None = Field(default=None, description="overrides training.epochs for this model")
+    epochs: Epochs | None = Field(default=None, description="overrides training.epochs for this model (targets only)")
 
     @field_validator("model")
     @classmethod
@@ -127,6 +146,7 @@ class PruningConfig(Strict):
 
 
 class IRPConfig(Strict):
+    # survival counts are int8 (0..num_rounds <= 127); 100 rounds of 20% pruning leave 2e-10 of the weights
     num_rounds: Annotated[int, Field(ge=1, le=100)] = 20
     final_density: UnitOpen = 0.01
     schedule: Literal["linear", "geometric"] = "linear"
@@ -139,7 +159,7 @@ class IRPConfig(Strict):
     rewind_batchnorm: bool = Field(
         default=False, description="also rewind BN/bias state; the reference rewinds only conv/linear weights"
     )
-    epochs_per_round: PositiveInt | None = None
+    epochs_per_round: Epochs | None = Field(default=None, description="null: training.epochs")
     snip_batches: PositiveInt = Field(default=4, description="criterion=snip: batches of training data scored")
 
 
@@ -165,9 +185,9 @@ class FeaturesConfig(Strict):
 class ScorerConfig(Strict):
     name: str = "mlp"
     settings: dict[str, Any] = Field(default_factory=dict, description="the scorer's own settings")
-    epochs: PositiveInt = 10
+    epochs: Epochs = 10
     batch_size: Annotated[int, Field(ge=1, le=MAX_SCORER_BATCH_SIZE)] = 1024
-    lr: PositiveFloat = 1e-2
+    lr: LearningRate = 1e-2  # Adam: a step moves each weight by about lr, so > 10 is never a useful rate either
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     holdout_fraction: UnitOpen = 0.1
     max_train_rows: PositiveInt | None = Field(default=None, description="subsample training rows (logged)")
@@ -203,6 +223,17 @@ class ScorerConfig(Strict):
     @classmethod
     def _known_name(cls, value: str, info: ValidationInfo) -> str:
         return _check_name("scorer", value, info)
+
+    @field_validator("extra_tables")
+    @classmethod
+    def _tables_exist(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        # Checked in full validation (with the registries' catalog: what stages load), against the study root: a
+        # missing or wrong file would otherwise fail train_scorer after the long IRP and features stages.
+        if _catalog(info) is not None:
+            problems = [f"{i}: {p}" for i, path in enumerate(value) if (p := parquet_problem(path, project_root()))]
+            if problems:
+                raise problems_error(problems)
+        return value
 
     @model_validator(mode="after")
     def _label_with_tables(self) -> ScorerConfig:
@@ -321,8 +352,9 @@ class TransferConfig(Strict):
     @field_validator("targets")
     @classmethod
     def _some_targets(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
-        if not value:
+        if not value:  # e.g. `dvc exp run -S 'transfer.targets={}'`: a study with nothing to transfer to
             raise ValueError("at least one target is required")
+        check_path_names("target", value)
         return value
 
 
@@ -335,22 +367,7 @@ class TrackingConfig(Strict):
     def _named(cls, value: str) -> str:
         if not value.strip():  # MLflow would file the runs under an unnamed experiment, or fail mid-stage
             raise ValueError("the MLflow experiment name must not be empty")
+        if len(value) > MAX_EXPERIMENT_NAME:
+            raise ValueError(f"the MLflow experiment name is {len(value)} characters long; allowed: at most "
+                             f"{MAX_EXPERIMENT_NAME} (MLflow's SQL store column)")
         return value
-
-
-class ExecutionConfig(Strict):
-    """How the transfer stage runs its cells (autos.sweep.executors). It changes where work runs, not what it computes,
-    so it is no DVC param: switching backend re-runs nothing. CPU results depend on the torch thread count, so
-    compare backends at the same ``num_cpus``."""
-
-    backend: Literal["local", "ray"] = Field(default="local", description="local: in the stage process, in order")
-    address: str | None = Field(
-        default=None, description="ray: an existing cluster (host:port, 'auto' or ray://...); null: $RAY_ADDRESS, "
-        "else an embedded local instance")
-    num_cpus: Annotated[float, Field(gt=0, le=1024)] | None = Field(
-        default=None, description="CPUs per cell (torch threads = its integer part); null: all of them locally, "
-        "1 on Ray")
-    num_gpus: Annotated[float, Field(ge=0, le=64)] = Field(
-        default=0.0, description="GPUs per cell on Ray; fractions pack several cells on one GPU")
-    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
-        default=2, description="ray: retries of a failed cell (exception, out of memory, lost worker)")

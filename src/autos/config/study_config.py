@@ -6,19 +6,17 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from autos.config.catalog import Catalog, _catalog, _validate_settings
+from autos.config.execution import ExecutionConfig
+from autos.config.limits import Seed, Strict, problems_error
 from autos.config.sections import (
     DataConfig,
-    ExecutionConfig,
     FeaturesConfig,
     IRPConfig,
     ModelSpec,
     PruningConfig,
     ScorerConfig,
-    Seed,
-    Strict,
     TrackingConfig,
     TrainRecipe,
     TransferConfig,
@@ -53,15 +51,34 @@ class StudyConfig(Strict):
     def _sections_agree(self, info: ValidationInfo) -> StudyConfig:
         problems = _cross_section_problems(self.data, _model_specs(self.source, self.transfer.targets),
                                            self.features, self.scorer, _catalog(info))
+        problems += _epoch_problems(self.training, self.source, self.transfer.targets, self.irp)
         if problems:
-            # one error carrying every problem (full dotted paths), expanded into lines by _format_errors
-            raise PydanticCustomError("nested_problems", "{summary}", {"summary": "; ".join(problems),
-                                                                       "problems": problems})
+            # one error carrying every problem (full dotted paths), expanded into lines by format_errors
+            raise problems_error(problems)
         return self
 
 
 def _model_specs(source: ModelSpec | None, targets: Mapping[str, ModelSpec | None]) -> dict[str, ModelSpec | None]:
     return {"source": source, **{f"transfer.targets.{k}": v for k, v in targets.items()}}
+
+
+def _epoch_problems(training: TrainRecipe | None, source: ModelSpec | None,
+                    targets: Mapping[str, ModelSpec | None], irp: IRPConfig | None) -> list[str]:
+    """Epoch counts that override ``training.epochs`` but end within its warmup (the schedule would never start),
+    and ``source.epochs``, which nothing reads (the source is trained by IRP: irp.epochs_per_round)."""
+    problems = []
+    if source is not None and source.epochs is not None:
+        problems.append(f"source.epochs: {source.epochs} would not apply: the source is trained by IRP, for "
+                        "irp.epochs_per_round epochs per round (null: training.epochs); allowed: null")
+    if training is None or not training.warmup_epochs:
+        return problems
+    overrides = {f"transfer.targets.{k}.epochs": v.epochs for k, v in targets.items() if v is not None}
+    overrides["irp.epochs_per_round"] = irp.epochs_per_round if irp is not None else None
+    for path, epochs in overrides.items():
+        if epochs is not None and epochs <= training.warmup_epochs:
+            problems.append(f"{path}: {epochs} epochs end within training.warmup_epochs ({training.warmup_epochs}), "
+                            f"so the lr schedule never starts; allowed: at least {training.warmup_epochs + 1}")
+    return problems
 
 
 def _cross_section_problems(data: DataConfig | None, specs: dict[str, ModelSpec | None],
@@ -109,12 +126,15 @@ def _salvage_cross_section_problems(raw: dict[str, Any], catalog: Catalog | None
     context = {"catalog": catalog}
     transfer = raw.get("transfer")
     targets = transfer.get("targets") if isinstance(transfer, dict) else None
-    spec_keys = ("model", "dataset")
+    spec_keys = ("model", "dataset", "epochs")
     specs = {k: subset(ModelSpec, v, spec_keys) for k, v in targets.items()} if isinstance(targets, dict) else {}
-    return _cross_section_problems(
+    source = subset(ModelSpec, raw.get("source"), spec_keys)
+    problems = _cross_section_problems(
         subset(DataConfig, raw.get("data"), ("datasets",)),
-        _model_specs(subset(ModelSpec, raw.get("source"), spec_keys), specs),
+        _model_specs(source, specs),
         subset(FeaturesConfig, raw.get("features", {}), ("extra",)),
         subset(ScorerConfig, raw.get("scorer", {}), ("name", "settings")),
         catalog,
     )
+    return problems + _epoch_problems(subset(TrainRecipe, raw.get("training"), ("epochs", "warmup_epochs")), source,
+                                      specs, subset(IRPConfig, raw.get("irp"), ("epochs_per_round",)))

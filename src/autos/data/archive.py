@@ -191,6 +191,7 @@ def walk_tar(archive: Path, visit: TarVisitor, *, max_member_bytes: int, max_tot
     Never more than ``max_total_bytes`` are inflated.
     """
     where = str(archive)  # what was being read, for the message: the member when known
+    seen: set[str] = set()  # file members by normalised name: a second one would silently replace the first
     try:
         with _open_decompressed(archive) as raw:
             stream = _CappedStream(raw, max_total_bytes, archive)
@@ -199,6 +200,8 @@ def walk_tar(archive: Path, visit: TarVisitor, *, max_member_bytes: int, max_tot
                 for member in tf:
                     where = f"{member.name} in {archive}"
                     check_tar_member(member, archive)
+                    if member.isfile():
+                        _check_first(member.name, seen, archive)
                     check_size(member.size, max_member_bytes, where)
                     if member.offset_data + member.size > max_total_bytes:  # refused now, not after inflating
                         raise stream.too_large(member.offset_data + member.size)
@@ -212,13 +215,36 @@ def walk_tar(archive: Path, visit: TarVisitor, *, max_member_bytes: int, max_tot
         raise DataError(f"cannot read {where}: {exc} (truncated or corrupt archive?)") from exc
 
 
+def _member_key(name: str) -> str:
+    """A member name as the readers see it: ``./a//b`` and ``a/b`` are the same file."""
+    return os.path.normpath(name.replace("\\", "/")).lstrip("/")
+
+
+def _check_first(name: str, seen: set[str], archive: Path) -> None:
+    key = _member_key(name)
+    if key in seen:
+        raise DataError(f"duplicate member {name!r} in {archive}: a second copy would silently replace the first; "
+                        "allowed: each file once (a tampered or wrongly appended archive?)")
+    seen.add(key)
+
+
+def check_zip_unique(zf: zipfile.ZipFile, archive: Path) -> None:
+    """Refuse a zip holding a name twice (zipfile reads the last copy and hides the first); O(1) when there is none."""
+    if len(zf.NameToInfo) == len(zf.filelist):  # zipfile's name table keeps one entry per distinct name
+        return
+    seen: set[str] = set()
+    for info in zf.filelist:
+        _check_first(info.filename, seen, archive)
+
+
 def check_zip_names(zf: zipfile.ZipFile, archive: Path) -> None:
     """Check every central-directory name against its member's local header (zipfile does it only on open).
 
     A zip stores each name twice. A damaged name in the directory would rename a member out of the
     dataset layout, so it would silently go missing rather than fail its CRC check; comparing all names
-    costs one small read per member (~0.05 s for 30000 members).
+    costs one small read per member (~0.05 s for 30000 members). A name stored twice is refused too.
     """
+    check_zip_unique(zf, archive)
     try:
         with open(archive, "rb") as fh:
             for info in zf.infolist():
@@ -239,6 +265,7 @@ def check_zip_names(zf: zipfile.ZipFile, archive: Path) -> None:
 def read_zip_member(zf: zipfile.ZipFile, name: str, archive: Path, limit: int) -> bytes:
     """One zip member read in full (so zipfile verifies its CRC-32), at most ``limit`` bytes declared or inflated."""
     what = f"{name} in {archive}"
+    check_zip_unique(zf, archive)
     try:
         info = zf.getinfo(name)
         check_size(info.file_size, limit, what)

@@ -34,6 +34,10 @@ NUM_CLASSES = 10
 MAX_BATCH_BYTES = 128 * MiB
 # batches.meta holds ten class names and two counts (~200 bytes).
 MAX_META_BYTES = 1 * MiB
+# The largest array a CIFAR-10 file holds: an official batch's pixels, 10000 x 3072 uint8 (the subset's batches are
+# shorter). The unpickler refuses to build any array larger than this, in bytes or in elements, before numpy
+# allocates it: `numpy.ndarray((300000, 3072))` in a hostile pickle would otherwise allocate ~1 GB (or terabytes).
+MAX_ARRAY_BYTES = 10_000 * 3072
 # Every byte of the archive is inflated to verify its checksum. The official one inflates to ~186 MB
 # (at most ~380 MB re-pickled as above); anything past 1 GiB is refused as it comes out.
 MAX_ARCHIVE_BYTES = 1024 * MiB
@@ -46,15 +50,53 @@ def _latin1_encode(text: object, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
+def _check_array(shape: object, dtype: object) -> None:
+    """Refuse an array a pickle asks numpy to allocate unless it is at most an official batch's size."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    if not isinstance(dims, tuple) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        raise DataError(f"array shape {shape!r} in pickle is not a tuple of ints")
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError as exc:
+        raise DataError(f"array dtype {dtype!r} in pickle is not a numpy dtype ({exc})") from None
+    elements = 1
+    for d in dims:  # stop multiplying once past the bound: a hostile shape may hold huge numbers
+        if d < 0:
+            raise DataError(f"array shape {shape!r} in pickle has a negative dimension")
+        elements = min(elements * d, MAX_ARRAY_BYTES + 1)
+    if elements > MAX_ARRAY_BYTES or elements * dt.itemsize > MAX_ARRAY_BYTES:
+        raise DataError(f"the pickle asks for an array of shape {shape!r} and dtype {dt}; allowed: at "
+                        f"most {MAX_ARRAY_BYTES} bytes (10000 x 3072 uint8, an official CIFAR-10 batch)")
+
+
+class _Ndarray:
+    """What the name ``numpy.ndarray`` resolves to: called (``ndarray(shape, dtype, ...)``), it checks the size first;
+    passed to ``_reconstruct`` as the array type, it stands for ``np.ndarray``."""
+
+    def __call__(self, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+        _check_array(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+_NDARRAY = _Ndarray()
+
+
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     from numpy._core import multiarray  # numpy >= 2 (pyproject); pickles name either module path
+
+    def reconstruct(subtype: object, shape: Any, dtype: Any) -> Any:
+        if subtype is not _NDARRAY:
+            raise DataError(f"forbidden array type {subtype!r} in pickle; allowed: numpy.ndarray")
+        _check_array(shape, dtype)  # the real size arrives with __setstate__, which checks it against its bytes
+        return multiarray._reconstruct(np.ndarray, shape, dtype)
+
     allowed: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "_reconstruct")] = reconstruct
     return allowed
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from autos.data._registry import DATASETS, Splits
-from autos.data.sources import obtain_source
+from autos.data._registry import DATASETS, DatasetSpec, Splits
+from autos.data.sources import Source, obtain_source
 from autos.errors import ConfigError, DataError
 from autos.files import atomic_dir, sha256_file
 
@@ -82,10 +82,8 @@ def prepare_dataset(
     splits = spec.decode(source.path, max_train_per_class, max_test_per_class)
     num_classes = max_classes or spec.num_classes
     if num_classes < spec.num_classes:
-        train_keep, test_keep = splits.train_y < num_classes, splits.test_y < num_classes
-        splits = Splits(train_x=splits.train_x[train_keep], train_y=splits.train_y[train_keep],
-                        test_x=splits.test_x[test_keep], test_y=splits.test_y[test_keep],
-                        class_names=splits.class_names[:num_classes])
+        splits = _first_classes(splits, num_classes)
+    _check_splits(name, splits, num_classes, source.path)
     size = image_size or spec.image_size
     arrays = {
         "train_x.npy": resize_nchw(splits.train_x, size),
@@ -93,7 +91,40 @@ def prepare_dataset(
         "test_x.npy": resize_nchw(splits.test_x, size),
         "test_y.npy": splits.test_y.astype(np.int64),
     }
-    meta: dict[str, Any] = {
+    settings = {"max_train_per_class": max_train_per_class, "max_test_per_class": max_test_per_class,
+                "image_size": image_size, "max_classes": max_classes, "seed": seed}
+    meta = _metadata(name, spec, splits, num_classes, size, source, settings)
+    _write(out_dir, arrays, meta)
+    log.info("%s: wrote %d train / %d test images (%dpx) to %s in %.1fs", name, meta["counts"]["train"],
+             meta["counts"]["test"], size, out_dir, time.perf_counter() - start)
+    return meta
+
+
+def _first_classes(splits: Splits, num_classes: int) -> Splits:
+    """The images and names of labels 0..num_classes-1 only."""
+    train_keep, test_keep = splits.train_y < num_classes, splits.test_y < num_classes
+    return Splits(train_x=splits.train_x[train_keep], train_y=splits.train_y[train_keep],
+                  test_x=splits.test_x[test_keep], test_y=splits.test_y[test_keep],
+                  class_names=splits.class_names[:num_classes])
+
+
+def _check_splits(name: str, splits: Splits, num_classes: int, source: Path) -> None:
+    """Refuse an empty split (nothing to train on or to measure; it would divide by zero later) and warn about
+    classes with no training image (the model can never predict them: chance is not 1/num_classes then)."""
+    for split, labels in (("training", splits.train_y), ("test", splits.test_y)):
+        if len(labels) == 0:
+            raise DataError(f"{name}: the {split} split of {source} holds 0 images; allowed: at least one image "
+                            "(an empty batch file, or caps that keep nothing?)")
+    counts = np.bincount(splits.train_y, minlength=num_classes)
+    for label in np.flatnonzero(counts == 0).tolist():
+        log.warning("%s: class %d (%s) has no training image in %s; the model cannot learn it", name, label,
+                    splits.class_names[label] if label < len(splits.class_names) else "unnamed", source)
+
+
+def _metadata(name: str, spec: DatasetSpec, splits: Splits, num_classes: int, size: int, source: Source,
+              settings: dict[str, Any]) -> dict[str, Any]:
+    """``meta.json`` without the arrays' checksums (``_write`` adds them)."""
+    return {
         "schema_version": SCHEMA_VERSION,
         "dataset": name,
         "num_classes": num_classes,
@@ -112,23 +143,18 @@ def prepare_dataset(
             "kind": source.kind,
             "sha256": sha256_file(source.path) if source.path.is_file() else None,
         },
-        "settings": {
-            "max_train_per_class": max_train_per_class,
-            "max_test_per_class": max_test_per_class,
-            "image_size": image_size,
-            "max_classes": max_classes,
-            "seed": seed,
-        },
+        "settings": settings,
         "files": {},
     }
+
+
+def _write(out_dir: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """The arrays and ``meta.json`` (with each array's sha256) into ``out_dir``, replaced atomically."""
     with atomic_dir(out_dir) as tmp:
         for file_name, array in arrays.items():
             np.save(tmp / file_name, array, allow_pickle=False)
             meta["files"][file_name] = sha256_file(tmp / file_name)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("%s: wrote %d train / %d test images (%dpx) to %s in %.1fs", name, meta["counts"]["train"],
-             meta["counts"]["test"], size, out_dir, time.perf_counter() - start)
-    return meta
 
 
 @dataclass
@@ -202,6 +228,9 @@ def load_prepared(directory: Path) -> PreparedData:
             raise DataError(f"{y_path}: expected int64 ({len(x)},), got {y.dtype} {y.shape}")
         if len(y) != meta["counts"].get(split):
             raise DataError(f"{y_path}: {len(y)} labels but meta.json counts {meta['counts'].get(split)}")
+        if not len(y):  # prepare_dataset refuses this; a folder from elsewhere would divide by zero mid-training
+            raise DataError(f"{y_path}: the {split} split holds 0 images; allowed: at least one (prepare the data "
+                            "again)")
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise DataError(f"{y_path}: labels {int(y.min())}..{int(y.max())} outside 0..{num_classes - 1}")
     log.info("loaded %s: %d train / %d test images", directory, len(arrays["train_y.npy"]),

@@ -10,7 +10,8 @@ reference code does. ``rewind_batchnorm=False`` rewinds only the prunable weight
 
 A killed run resumes from its last finished round: every round writes a checkpoint (atomically, fsynced) under
 ``resume_dir``, keyed by a fingerprint of everything that determines the result (the data by its sha256). A
-checkpoint that cannot be read or does not fit the run is set aside with a warning and the run starts over.
+checkpoint that cannot be read, does not fit the run or fails its checksum (over everything it stores) is set aside
+with a warning and the run starts over.
 """
 
 from __future__ import annotations
@@ -132,6 +133,28 @@ def _rewind_(model: nn.Module, init_state: dict[str, Tensor], names: list[str], 
 # --------------------------------------------------------------------------- resume checkpoints
 
 
+def _tensor_digest(digest: Any, name: str, tensor: Tensor) -> None:
+    t = tensor.detach().cpu().contiguous().reshape(-1)
+    digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+    digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def checkpoint_checksum(state: Mapping[str, Any]) -> str:
+    """sha256 over a checkpoint's content: round, model state, survival counts, round masks, curve (every tensor by
+    name, dtype, shape and bytes). Stored with the checkpoint and verified on resume, so an edited value (a forged
+    accuracy in the curve, a flipped mask bit) is set aside like a corrupt file. It is a checksum, not a signature:
+    it catches corruption and edits that do not recompute it, not a forger who runs this function."""
+    digest = hashlib.sha256(f"round|{state['round']}|".encode())
+    for part in ("model", "survived"):
+        for name in sorted(state[part]):
+            _tensor_digest(digest, f"{part}.{name}", state[part][name])
+    for i, masks in enumerate(state["masks"]):
+        for name in sorted(masks):
+            _tensor_digest(digest, f"masks.{i}.{name}", masks[name])
+    digest.update(f"curve|{state['curve']}".encode())
+    return digest.hexdigest()
+
+
 @dataclass
 class _Checkpoint:
     round: int
@@ -147,7 +170,7 @@ def _read_checkpoint(path: Path, model_state: Mapping[str, Tensor], names: list[
 
     Everything is checked before anything is used, so a bad file never half-loads into the model."""
     state = load_torch(path, what="IRP resume checkpoint")
-    keys = ("round", "model", "survived", "masks", "curve")
+    keys = ("round", "model", "survived", "masks", "curve", "checksum")
     if not isinstance(state, dict) or any(k not in state for k in keys):
         found = sorted(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise DataError(f"{path}: expected keys {list(keys)}, found {found}")
@@ -165,13 +188,19 @@ def _read_checkpoint(path: Path, model_state: Mapping[str, Tensor], names: list[
         count = len(masks) if isinstance(masks, list) else type(masks).__name__
         raise DataError(f"{path}: expected {r} round masks, found {count}")
     masks = [check_tensors(m, shapes, path, what=f"round {i + 1} mask") for i, m in enumerate(masks)]
+    if not isinstance(state["curve"], str):
+        raise DataError(f"{path}: the curve is {type(state['curve']).__name__}, expected JSON text")
+    checksum, stored = checkpoint_checksum({**state, "masks": masks}), state["checksum"]
+    if not isinstance(stored, str) or stored != checksum:  # an edited or damaged value that still has the right form
+        raise DataError(f"{path}: its content does not match its checksum (stored {str(stored)[:20]!r}, computed "
+                        f"{checksum[:16]}...): edited or corrupted")
     for n in names:
         if survived[n].dtype != torch.int8 or any(m[n].dtype != torch.bool for m in masks):
             raise DataError(f"{path}: {n}: survival counts must be int8 and masks bool")
         if not torch.equal(survived[n], sum((m[n].to(torch.int8) for m in masks), torch.zeros_like(survived[n]))):
             raise DataError(f"{path}: {n}: survival counts disagree with the round masks")
     try:
-        curve = json.loads(state["curve"]) if isinstance(state["curve"], str) else None
+        curve = json.loads(state["curve"])
     except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         curve = None
     if (not isinstance(curve, list) or not all(isinstance(c, dict) for c in curve)
@@ -261,8 +290,9 @@ def run_irp(
         curve.append(record)
         log.info("IRP round %d: density %.4f final acc %.4f", r, record["density"], record["final_test_acc"])
         if ckpt_dir is not None:  # checkpoint first: a crash while logging must not lose the round
-            save_torch({"round": r, "model": model.state_dict(), "survived": survived, "masks": masks_per_round,
-                        "curve": json.dumps(curve)}, ckpt_dir / CHECKPOINT)
+            state = {"round": r, "model": model.state_dict(), "survived": survived, "masks": masks_per_round,
+                     "curve": json.dumps(curve)}
+            save_torch({**state, "checksum": checkpoint_checksum(state)}, ckpt_dir / CHECKPOINT)
         if on_round is not None:
             on_round(record, result)
 
