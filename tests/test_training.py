@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from autos.config import TrainRecipe
+from autos.errors import TrainingDiverged
 from autos.masking import nonzero_counts, select_mask
 from autos.models import build_model
 from autos.training import Callback, evaluate, lr_factor, train
@@ -244,3 +245,13 @@ def test_masked_gradients_alone_keep_pruned_weights_zero_under_sgd(tiny_data, mo
         assert check.steps == 8
         runs.append(model.state_dict())
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_a_diverged_run_fails_naming_itself_instead_of_reporting_chance(tiny_data) -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 4))
+    with torch.no_grad():
+        model[1].weight.fill_(float("inf"))  # as a learning rate far too high ends: non-finite logits and loss
+    with pytest.raises(TrainingDiverged, match=r"t / snip / s=90% / seed 0: the training loss is nan in epoch 1 "
+                                               r"\(lr 0.05\): the run diverged; lower the learning rate"):
+        train(model, tiny_data, TrainRecipe(epochs=2, batch_size=16, lr=0.05), seed=0, device=torch.device("cpu"),
+              desc="t / snip / s=90% / seed 0")

@@ -19,3 +19,11 @@ class ConfigError(AutosError):
 
 class DataError(AutosError):
     """Missing, corrupt or unsafe data."""
+
+
+class UnsupportedModelError(AutosError):
+    """A method cannot run on this model (an op it needs torch cannot compute): the message says what to use."""
+
+
+class TrainingDiverged(AutosError):
+    """A training loss became non-finite: the run failed, and its numbers must not enter any result."""

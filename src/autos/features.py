@@ -263,6 +263,7 @@ def pool_tables(primary: pa.Table, extra_paths: list[Path], columns: list[str]) 
         if not path.is_file():
             raise DataError(f"scorer.extra_tables: {path} does not exist (a labelled feature table, e.g. another "
                             "study's data/features/source.parquet)")
+        table_metadata(path)  # a damaged or foreign file: a DataError naming it, before its schema is read
         if "label" not in pq.read_schema(path).names:
             raise DataError(f"scorer.extra_tables: {path} has no 'label' column (an unlabelled table?)")
         tables.append(read_table(path, columns).select(columns).cast(tables[0].schema))

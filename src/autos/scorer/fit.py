@@ -16,14 +16,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from autos.config import ScorerConfig
-from autos.errors import AutosError, DataError
+from autos.errors import DataError, TrainingDiverged
 from autos.scorer.nets import ScorerNet, ScorerSettings, build_scorer
 from autos.scorer.predict import predict
 
 log = logging.getLogger("autos.scorer")  # the package's name, as before the split: log lines read the same
 
 
-class TrainingDiverged(AutosError):
+class ScorerDiverged(TrainingDiverged):
     """The scorer's training loss became non-finite (lower ``scorer.lr``, or use normalised inputs)."""
 
 
@@ -187,7 +187,7 @@ class _Epochs:
                     window_sum, window_n = 0.0, 0
         train_loss = float(loss_sum) / max(1, seen)
         if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"scorer {cfg.name!r}: training loss is {train_loss} in epoch {epoch} (lr {cfg.lr})")
+            raise ScorerDiverged(f"scorer {cfg.name!r}: training loss is {train_loss} in epoch {epoch} (lr {cfg.lr})")
         hist_pred = predict(model, self.x_hist, device=self.device)
         holdout_mse = float(np.mean((hist_pred.astype(np.float64) - self.y_hist) ** 2))
         return EpochStats(epoch, train_loss, holdout_mse, time.perf_counter() - epoch_start)

@@ -15,13 +15,14 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from autos.config import ModelSpec, StudyConfig
+from autos.config import StudyConfig, TrainRecipe
 from autos.masking import Masks, classifier_name, mask_summary
 from autos.masking.health import effective_summary
 from autos.pruners import PRUNERS
@@ -43,6 +44,46 @@ def _check_outputs(model: nn.Module, num_classes: int, target: str) -> None:
         raise ValueError(f"{target}: the model has {outputs} outputs but the dataset has {num_classes} classes")
 
 
+def _mask_stats(model: nn.Module, masks: Masks, input_size: int) -> dict[str, Any]:
+    """What a row records about its mask before training: achieved density, per-layer and effective density."""
+    summary = mask_summary(masks)
+    effective = effective_summary(model, masks, input_size)
+    return {"achieved_sparsity": summary.sparsity, "achieved_density": summary.density,
+            "min_layer_density": summary.min_layer_density, "empty_layers": summary.empty_layers,
+            "layer_density": summary.layer_density, "effective_sparsity": effective["effective_sparsity"],
+            "collapsed": effective["collapsed"], "layer_effective_density": effective["layer_effective_density"]}
+
+
+@dataclass
+class _Runs:
+    """The rows of one cell as its runs finish: train (or evaluate) a model from a mask, record the row."""
+
+    data: ImageData
+    recipe: TrainRecipe
+    device: torch.device
+    seed: int
+    rows: list[RunRow] = field(default_factory=list)
+    histories: list[list[dict[str, float]]] = field(default_factory=list)
+
+    def record(self, run: RunKey, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
+               train_model: bool = True) -> None:
+        stats = _mask_stats(model, masks, int(self.data.train_x.shape[-1])) if masks is not None else {}
+        if train_model:
+            result = train(model, self.data, self.recipe, seed=self.seed, device=self.device, masks=masks,
+                           desc=run.title)
+        else:
+            result = evaluate_only(model, self.data, device=self.device, masks=masks,
+                                   batch_size=self.recipe.eval_batch_size)
+        if masks is not None:  # masks must hold through training (nonzero counts unchanged)
+            params = dict(model.named_parameters())
+            leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
+            stats["pruned_nonzero_after_training"] = leaked
+        self.rows.append(RunRow.model_validate({**run.row_fields(), **stats, **result.metrics(),
+                                                "select_seconds": select_seconds, "info": info,
+                                                "epochs": result.epochs}))
+        self.histories.append(result.history)
+
+
 def run_cell(
     cfg: StudyConfig,
     key: CellKey,
@@ -61,42 +102,14 @@ def run_cell(
     the method's other sparsities under ``cache_dir / "shared"`` (``autos.pruners.shared``); None: nothing shared.
     """
     target, seed = key.target, key.seed
-    spec: ModelSpec = cfg.transfer.targets[target]
-    recipe = cfg.training.with_epochs(spec.epochs)
-    input_size = int(data.train_x.shape[-1])
+    recipe = cfg.training.with_epochs(cfg.transfer.targets[target].epochs)
     num_classes = dataset_classes(data)
-    result_rows: list[RunRow] = []
-    histories: list[list[dict[str, float]]] = []
-
-    def record(run: RunKey, model: nn.Module, masks: Masks | None, info: dict[str, Any], select_seconds: float,
-               train_model: bool = True) -> None:
-        stats: dict[str, Any] = {}
-        if masks is not None:
-            summary = mask_summary(masks)
-            stats = {"achieved_sparsity": summary.sparsity, "achieved_density": summary.density,
-                     "min_layer_density": summary.min_layer_density, "empty_layers": summary.empty_layers,
-                     "layer_density": summary.layer_density}
-            effective = effective_summary(model, masks, input_size)
-            stats.update(effective_sparsity=effective["effective_sparsity"], collapsed=effective["collapsed"],
-                         layer_effective_density=effective["layer_effective_density"])
-        if train_model:
-            result = train(model, data, recipe, seed=seed, device=device, masks=masks, desc=run.title)
-        else:
-            result = evaluate_only(model, data, device=device, masks=masks, batch_size=recipe.eval_batch_size)
-        if masks is not None:  # masks must hold through training (nonzero counts unchanged)
-            params = dict(model.named_parameters())
-            leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
-            stats["pruned_nonzero_after_training"] = leaked
-        result_rows.append(RunRow.model_validate({**run.row_fields(), **stats, **result.metrics(),
-                                                  "select_seconds": select_seconds, "info": info,
-                                                  "epochs": result.epochs}))
-        histories.append(result.history)
-
+    runs = _Runs(data, recipe, device, seed)
     init_model = build(seed)
     _check_outputs(init_model, num_classes, target)
     if key.method == DENSE:
-        record(RunKey(target, DENSE, 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0)
-        return CellResult(key, result_rows, histories)
+        runs.record(RunKey(target, DENSE, 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0)
+        return CellResult(key, runs.rows, runs.histories)
     pruner = PRUNERS.get(key.method)(cfg.transfer.settings_of(key.method))  # typed, validated at load
     density = 1.0 - key.sparsity
     ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
@@ -110,17 +123,15 @@ def run_cell(
     for modifier in cfg.transfer.modifiers_for(key.method):
         check = MODIFIERS.get(modifier)
         if not check.applies(result):
-            log.info("skipping invert for %s: no scores to re-rank (not score-based, or iterative)", key.method)
+            log.info("skipping %s for %s: no scores to re-rank (not score-based, or iterative)", modifier, key.method)
             continue
-        masks, state = check.variant(result, ctx, density, seed + 1)
-        variants.append((modifier, masks, state))
+        variants.append((modifier, *check.variant(result, ctx, density, seed + 1)))
     packed = pack_masks(result.masks) if keeps_mask(cfg.transfer.methods, key.method) else None
     for variant, masks, state in variants:
         model = copy.deepcopy(init_model)
         if state is not None:
             model.load_state_dict(state)
-        run = RunKey(target, key.method, key.sparsity, seed, variant)
         # re-initialised weights are always trained: evaluating fresh weights would only show chance
-        train_model = result.train or variant == "reinit"
-        record(run, model, masks, dict(result.info), select_seconds, train_model=train_model)
-    return CellResult(key, result_rows, histories, mask=packed)
+        runs.record(RunKey(target, key.method, key.sparsity, seed, variant), model, masks, dict(result.info),
+                    select_seconds, train_model=result.train or variant == "reinit")
+    return CellResult(key, runs.rows, runs.histories, mask=packed)

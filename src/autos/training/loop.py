@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
+from autos.errors import TrainingDiverged
 from autos.masking import apply_masks_
 from autos.training.batches import ImageData, Normalizer, device_batches, on_device
 from autos.training.callbacks import Callback, TrainState, builtin_callbacks
@@ -195,7 +196,11 @@ class _Run:
                 correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
             self.step(loss, callbacks)
-        return {"epoch": state.epoch + 1, "train_loss": loss_sum.item() / seen, "train_acc": int(correct.item()) / seen,
+        train_loss = loss_sum.item() / seen  # the epoch's one host read
+        if not math.isfinite(train_loss):  # a diverged run fails, loudly, rather than train on and report chance
+            raise TrainingDiverged(f"{state.desc}: the training loss is {train_loss} in epoch {state.epoch + 1} "
+                                   f"(lr {recipe.lr}): the run diverged; lower the learning rate (training.lr)")
+        return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_acc": int(correct.item()) / seen,
                 "lr": optimizer.param_groups[0]["lr"]}
 
     def step(self, loss: Tensor, callbacks: Sequence[Callback]) -> None:
