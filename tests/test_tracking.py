@@ -1,4 +1,6 @@
-"""MLflow state stays true: orphans of killed stages are closed, SIGTERM ends runs as KILLED, a dead server fails fast.
+"""MLflow state stays true: orphans of killed stages are closed, SIGTERM ends runs as KILLED, a dead or failing server
+fails fast, the caller's environment is left as it was, and the scorer is logged with its signature in plain text.
+The store itself (creation, faults, copied workspaces): tests/test_tracking_store.py.
 
 Everything runs against a real SQLite store in tmp_path; the killed and interrupted stages are real child processes.
 """
@@ -16,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,7 +33,6 @@ EXPERIMENT = "test-tracking"
 
 def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "AUTOS_ROOT")}
-    env["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -57,7 +59,7 @@ def store(tmp_path: Path, empty_db: Path, monkeypatch: pytest.MonkeyPatch) -> It
         while mlflow.active_run() is not None:
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
-    tracking.tracker._experiment_ids.clear()
+    tracking.TRACKED_EXPERIMENTS.clear()
 
 
 def client_for(root: Path):  # noqa: ANN201 - mlflow is imported lazily
@@ -200,22 +202,79 @@ def test_silent_server_times_out() -> None:
             tracking.probe_server(uri, timeout=0.3)
 
 
-def test_any_http_answer_counts_as_reachable() -> None:
-    class NotFound(http.server.BaseHTTPRequestHandler):
+@contextmanager
+def http_server(status: int) -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server answering every GET with ``status``; yields its URL and the paths it was asked for."""
+    paths: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_error(404)
+            paths.append(self.path)
+            self.send_error(status)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        tracking.probe_server(f"http://127.0.0.1:{server.server_port}/prefix/", timeout=5.0)
+        yield f"http://127.0.0.1:{server.server_port}", paths
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_any_http_answer_below_500_counts_as_reachable() -> None:
+    with http_server(404) as (url, paths):
+        assert tracking.probe_server(f"{url}/prefix/", timeout=5.0) is None
+    assert paths == ["/prefix/health"]  # one request, no retries
+
+
+@pytest.mark.parametrize("status", [502, 503])
+def test_a_server_answering_5xx_fails_in_seconds(store: Path, monkeypatch: pytest.MonkeyPatch, status: int) -> None:
+    with http_server(status) as (url, paths):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        started = time.monotonic()
+        with pytest.raises(TrackingError) as info:
+            Tracker(EXPERIMENT, root=store, probe_timeout=2.0)
+    assert time.monotonic() - started < 5.0
+    assert paths == ["/health"]
+    message = str(info.value)
+    assert f"{url} is unavailable (it answers HTTP {status})" in message and "\n" not in message
+
+
+def test_tracker_leaves_the_environment_as_it_was(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No MLFLOW_* variable is set or changed; writes are synchronous even when the caller asks MLflow for async."""
+    monkeypatch.delenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "true")
+    before = dict(os.environ)
+    tracker = Tracker(EXPERIMENT, root=store)
+    with tracker.run("env"):
+        tracker.log_metrics({"a": 1.0})
+        handle = tracker.start_run("handle")
+        handle.log_metrics({"b": 2.0})
+        # synchronous: visible to another client at once, before any flush
+        assert client_for(store).get_run(tracker.active_run_id()).data.metrics == {"a": 1.0}
+        assert client_for(store).get_run(handle.run_id).data.metrics == {"b": 2.0}
+        handle.end()
+    assert dict(os.environ) == before
+
+
+def test_progress_bars_are_off_for_a_transfer_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = tracking.tracker.PROGRESS_BAR_VAR
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tracking.tracker, "_stderr_is_terminal", lambda: False)
+    with tracking.tracker.quiet_artifact_transfers():
+        assert os.environ[name] == "false"
+    assert name not in os.environ
+    monkeypatch.setenv(name, "true")  # the caller's choice stands
+    with tracking.tracker.quiet_artifact_transfers():
+        assert os.environ[name] == "true"
+    monkeypatch.setattr(tracking.tracker, "_stderr_is_terminal", lambda: True)
+    monkeypatch.delenv(name)
+    with tracking.tracker.quiet_artifact_transfers():  # a terminal shows bars
+        assert name not in os.environ
 
 
 def test_owner_tags_name_this_process() -> None:
@@ -238,17 +297,24 @@ def test_owner_tags_name_this_process() -> None:
 
 
 def test_end_active_runs_closes_this_process_runs_only(store: Path) -> None:
-    """run_stage's last resort: the run stack, plus runs created but never pushed (a signal inside start_run)."""
+    """run_stage's last resort: the run stack, plus runs created but never pushed (a signal inside start_run), in the
+    experiments every Tracker of this process registered (or those passed explicitly)."""
     tracker = Tracker(EXPERIMENT, root=store)
+    experiment = (tracking.tracking_uri(store), tracker.experiment_id)
+    assert tracking.TRACKED_EXPERIMENTS.entries() == [experiment]
     client = client_for(store)
     off_stack = client.create_run(tracker.experiment_id, run_name="off stack", tags=tracking.owner_tags())
     foreign = client.create_run(tracker.experiment_id, run_name="foreign",
                                 tags={**tracking.owner_tags(), TAG_PID: str(os.getppid())})
     with tracker.run("on stack"):
-        tracking.end_active_runs("KILLED")
-    runs = runs_by_name(store)
-    assert runs["on stack"].info.status == "KILLED"
+        tracking.end_active_runs("KILLED", experiments=[])  # the stack only
+    assert runs_by_name(store)["on stack"].info.status == "KILLED"
+    assert client.get_run(off_stack.info.run_id).info.status == "RUNNING"
+    tracking.end_active_runs("KILLED", experiments=[experiment])
     assert client.get_run(off_stack.info.run_id).info.status == "KILLED"
+    later = client.create_run(tracker.experiment_id, run_name="later", tags=tracking.owner_tags())
+    tracking.end_active_runs("KILLED")  # default: the registry
+    assert client.get_run(later.info.run_id).info.status == "KILLED"
     assert client.get_run(foreign.info.run_id).info.status == "RUNNING"
 
 
@@ -267,3 +333,45 @@ def test_open_run_handles_are_closed_like_stack_runs(store: Path) -> None:
     assert runs["cell"].data.tags["mlflow.parentRunId"] == runs["parent"].info.run_id
     assert runs["cell"].data.tags[TAG_PID] == str(os.getpid()) and runs["cell"].data.tags["stage"] == "test"
     assert runs["parent"].info.status == "KILLED"
+
+
+@pytest.mark.timeout(300)
+def test_scorer_model_has_a_signature_and_logs_plain_text(store: Path, capfd: pytest.CaptureFixture[str],
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from autos.scorer import build_scorer, predict, save_scorer
+
+    torch.manual_seed(0)
+    net, settings = build_scorer("mlp", {"hidden": [8]})
+    net.prepare(torch.randn(256, len(settings.inputs)))
+    save_scorer(store / "scorer", net.eval(), "mlp", settings, {})
+    environment = dict(os.environ)
+    tracker = Tracker(EXPERIMENT, root=store)
+    with caplog.at_level("WARNING"), tracker.run("train_scorer mlp"):
+        tracker.log_scorer_model(store / "scorer", registered_name="test-tracking-scorer")  # inputs from scorer.json
+        run_id = tracker.active_run_id()
+    logged = capfd.readouterr()  # what a stage's log gets: no progress bar, no colour codes
+    assert dict(os.environ) == environment  # nothing set behind the caller's back
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/scorer")
+    assert info.signature is not None
+    assert info.signature.inputs.input_names() == list(settings.inputs)
+    assert {str(t) for t in info.signature.inputs.input_types()} == {"DataType.float"}
+    assert [str(t) for t in info.signature.outputs.input_types()] == ["DataType.float"]
+    assert info.saved_input_example_info is not None
+
+    frame = pd.DataFrame({c: np.linspace(-1, 1, 5, dtype=np.float32) for c in settings.inputs})
+    loaded = mlflow.pyfunc.load_model("models:/test-tracking-scorer/1")
+    scores = np.asarray(loaded.predict(frame))
+    assert scores.shape == (5,)
+    expected = predict(net, {c: frame[c].to_numpy() for c in settings.inputs})
+    assert np.allclose(scores, expected)
+    with pytest.raises(Exception, match="float64"):  # the signature holds the dtype: no silent narrowing
+        loaded.predict(frame.astype("float64"))
+
+    for text in (logged.out, logged.err, caplog.text):
+        assert "\x1b[" not in text and "\r" not in text
+    assert not any("type hints" in r.getMessage() for r in caplog.records)

@@ -117,6 +117,8 @@ def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argpa
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow logs its own traceback of a failed SQL statement before raising; the stage says the cause in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # A segfault (torch, a C extension) cannot be caught; at least print the Python stack. Its MLflow runs stay
     # RUNNING until the next stage's Tracker closes them as orphans.
     faulthandler.enable()

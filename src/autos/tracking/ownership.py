@@ -1,13 +1,21 @@
 """Who owns an MLflow run: tags naming the process that started it (host, pid, process start) and the DVC
 experiment it belongs to, and whether that process still runs. A new ``Tracker`` closes the RUNNING runs of
-processes that are gone (a stage killed by SIGKILL or a segfault), and leaves live ones alone."""
+processes that are gone (a stage killed by SIGKILL or a segfault), and leaves live ones alone; ``end_active_runs``
+ends this process's own runs on the way out (``TRACKED_EXPERIMENTS``: where they are)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from collections.abc import Mapping
+import sys
+import threading
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from autos.tracking.runs import _running_runs
+
+log = logging.getLogger(__name__)
 
 TAG_HOST = "autos.host"
 TAG_PID = "autos.pid"
@@ -18,7 +26,6 @@ TAG_CLOSED = "autos.closed_as_orphan"
 # Tracker, so nothing says whether its process lives. Close it only once it is older than any stage could
 # plausibly still be running (the paper study's longest stage takes hours, not days).
 LEGACY_ORPHAN_AGE_S = 24 * 3600
-PROBE_TIMEOUT_S = 5.0
 
 
 def _boot_id() -> str | None:
@@ -117,3 +124,62 @@ def _have_psutil() -> bool:
     except ImportError:
         return False
     return True
+
+
+class TrackedExperiments:
+    """The (store URI, experiment id) pairs the Trackers of this process log to; every Tracker adds its own.
+
+    One registry per process, on purpose: ``end_active_runs`` is ``run_stage``'s last resort after SIGTERM/SIGINT,
+    called from an ``except`` clause that has no Tracker at hand (a stage builds its own, ``StageContext.tracker``,
+    deep inside), and what it must reach is per process too: MLflow's fluent run stack, and runs this process created
+    but never pushed onto it (a signal between ``create_run`` and the push). A caller that does hold its experiments
+    passes them to ``end_active_runs`` instead."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], None] = {}  # insertion-ordered set
+        self._lock = threading.Lock()
+
+    def add(self, uri: str, experiment_id: str) -> None:
+        with self._lock:
+            self._entries[(uri, experiment_id)] = None
+
+    def entries(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+TRACKED_EXPERIMENTS = TrackedExperiments()
+
+
+def end_active_runs(status: str = "KILLED", experiments: Iterable[tuple[str, str]] | None = None) -> None:
+    """End every run this process still has open with ``status`` (run_stage calls it on SIGTERM/SIGINT).
+
+    Pops MLflow's whole run stack (otherwise MLflow's atexit hook would end the top run as FINISHED), then
+    closes runs of this process that never reached the stack, in ``experiments`` ((store URI, experiment id)
+    pairs; default: ``TRACKED_EXPERIMENTS``, every Tracker's of this process). A no-op when MLflow was never
+    imported, so a stage that does not track pays no import. Failures are logged, not raised: the process is on its
+    way out, and the next Tracker closes whatever is left as an orphan.
+    """
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    while mlflow.active_run() is not None:
+        try:
+            mlflow.end_run(status)  # pops the stack before it writes, so this loop always ends
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            log.warning("could not end an open MLflow run as %s (%s); the next stage closes it", status, exc)
+    mine = owner_tags()
+    pid_filter = f" and tags.`{TAG_PID}` = '{mine[TAG_PID]}'"
+    for uri, experiment_id in TRACKED_EXPERIMENTS.entries() if experiments is None else experiments:
+        try:
+            client = mlflow.MlflowClient(tracking_uri=uri)
+            for run in _running_runs(client, experiment_id, pid_filter):
+                if all(run.data.tags.get(k) == v for k, v in mine.items()):
+                    client.set_terminated(run.info.run_id, status)
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            log.warning("could not end the open MLflow runs of experiment %s as %s (%s); the next stage closes them",
+                        experiment_id, status, exc)

@@ -7,8 +7,8 @@ import logging
 import re
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +53,17 @@ def metric_values(metrics: Mapping[str, Any]) -> dict[str, float]:
 class RunHandle:
     """One MLflow run opened by ``Tracker.start_run``, written through the client (not the fluent run stack).
 
-    A handle of a disabled tracker (``run_id`` None) does nothing. ``end`` is idempotent."""
+    A handle of a disabled tracker (``run_id`` None) does nothing. ``end`` is idempotent. ``errors``: what every
+    call to the store runs inside (the Tracker's: a failing store raises TrackingError, one sentence). Writes are
+    synchronous whatever ``MLFLOW_ENABLE_ASYNC_LOGGING`` says."""
 
-    def __init__(self, client: Any, run_id: str | None, *, name: str = "") -> None:
+    def __init__(self, client: Any, run_id: str | None, *, name: str = "",
+                 errors: Callable[[], AbstractContextManager[None]] = nullcontext) -> None:
         self._client = client
         self.run_id = run_id
         self.name = name
         self.status: str | None = None if run_id is None else "RUNNING"
+        self._errors = errors
 
     @property
     def enabled(self) -> bool:
@@ -70,7 +74,8 @@ class RunHandle:
             from mlflow.entities import Param
 
             values = param_values(params)
-            self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in values.items()])
+            with self._errors():
+                self._client.log_batch(self.run_id, params=[Param(k, v) for k, v in values.items()], synchronous=True)
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self.enabled:
@@ -88,31 +93,36 @@ class RunHandle:
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for values, step in batches for k, v in values.items()]
         if metrics:
-            self._client.log_batch(self.run_id, metrics=metrics)
+            with self._errors():
+                self._client.log_batch(self.run_id, metrics=metrics, synchronous=True)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if self.enabled:
             from mlflow.entities import RunTag
 
-            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            with self._errors():
+                self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()], synchronous=True)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if self.enabled and Path(path).exists():
-            if Path(path).is_dir():
-                self._client.log_artifacts(self.run_id, str(path), artifact_path=artifact_path)
-            else:
-                self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
+            with self._errors():
+                if Path(path).is_dir():
+                    self._client.log_artifacts(self.run_id, str(path), artifact_path=artifact_path)
+                else:
+                    self._client.log_artifact(self.run_id, str(path), artifact_path=artifact_path)
 
     def log_dict(self, values: Mapping[str, Any], name: str) -> None:
         if self.enabled:
-            self._client.log_dict(self.run_id, dict(values), name)
+            with self._errors():
+                self._client.log_dict(self.run_id, dict(values), name)
 
     def end(self, status: str = "FINISHED", end_time: float | None = None) -> None:
         """End the run with ``status`` (FINISHED, FAILED or KILLED); ``end_time`` in seconds since the epoch."""
         if not self.enabled or self.status != "RUNNING":
             return
         end_ms = None if end_time is None else int(end_time * 1000)
-        self._client.set_terminated(self.run_id, status, end_time=end_ms)
+        with self._errors():
+            self._client.set_terminated(self.run_id, status, end_time=end_ms)
         self.status = status
 
 

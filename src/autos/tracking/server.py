@@ -1,16 +1,14 @@
-"""A remote tracking server that does not answer fails in seconds with one line, not minutes of retries."""
+"""A remote tracking server that does not serve requests fails in seconds with one line, not minutes of retries."""
 
 from __future__ import annotations
 
 import os
 
-from autos.errors import AutosError
+from autos.tracking.store import TrackingError
 
 PROBE_TIMEOUT_S = 5.0
 
-
-class TrackingError(AutosError):
-    """The tracking store cannot be used (e.g. the tracking server does not answer)."""
+__all__ = ["PROBE_TIMEOUT_S", "TrackingError", "probe_server"]
 
 
 def _short_reason(exc: BaseException) -> str:
@@ -26,11 +24,13 @@ def _short_reason(exc: BaseException) -> str:
 
 
 def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
-    """Raise TrackingError unless the http(s) tracking server at ``uri`` answers within ``timeout`` seconds.
+    """Raise TrackingError unless the http(s) tracking server at ``uri`` serves ``/health`` within ``timeout`` s.
 
-    MLflow's own client retries an unreachable server for minutes and then fails with a long traceback; one
-    short request without retries tells the user at once. Any HTTP answer counts (a 401 or 404 still means the
-    server is there: MLflow reports those itself); TLS is verified the way MLflow does it.
+    MLflow's own client retries an unreachable or failing server for minutes (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+    default 7, with backoff: ~4 min) and then fails with a long traceback; one short request without retries tells
+    the user at once. An answer below 500 counts (a 401 or 404 still means the server is there: MLflow reports
+    those itself); a 5xx (a proxy's 502/503/504, a server that is starting or overloaded) does not. TLS is verified
+    the way MLflow does it.
     """
     import requests
 
@@ -40,14 +40,17 @@ def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
         verify = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
     url = uri.rstrip("/") + "/health"
     try:
-        requests.get(url, timeout=timeout, verify=verify, allow_redirects=False).close()
+        response = requests.get(url, timeout=timeout, verify=verify, allow_redirects=False)
+        response.close()
     except requests.Timeout:
         reason = f"no answer within {timeout:g} s"
     except requests.RequestException as exc:
         reason = _short_reason(exc)
     else:
-        return
+        if response.status_code < 500:
+            return
+        reason = f"it answers HTTP {response.status_code}"
     raise TrackingError(
-        f"MLflow tracking server {uri} is unreachable ({reason}). Start the server, or unset "
+        f"MLflow tracking server {uri} is unavailable ({reason}): start or fix the server, or unset "
         "MLFLOW_TRACKING_URI to log to the local SQLite store, or set tracking.enabled: false in the params file."
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -33,13 +34,21 @@ def metric_label(label: str) -> str:
 
 
 def parent_metrics(rows: Sequence[RunRow]) -> dict[str, float]:
-    """Mean final-epoch accuracy over seeds per (label, sparsity): ``acc/dense``, ``acc/<label>/s<sparsity %>``."""
+    """Final-epoch test accuracy over seeds, in percent rounded to 0.01 (as ``metrics/transfer_<target>.json``), per
+    (label, sparsity) key ``acc/dense`` or ``acc/<label>/s<sparsity %>``: ``<key>/mean``, ``<key>/n`` (seeds) and,
+    from two seeds on, ``<key>/std`` (sample standard deviation): which method won, and with what spread."""
     groups: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         run = row.key
         key = "acc/dense" if run.method == DENSE else f"acc/{metric_label(run.label)}/s{run.sparsity * 100:.4g}"
-        groups[key].append(row.final_test_acc)
-    return {key: sum(values) / len(values) for key, values in groups.items()}
+        groups[key].append(100.0 * row.final_test_acc)
+    metrics: dict[str, float] = {}
+    for key, values in groups.items():
+        metrics[f"{key}/mean"] = round(statistics.fmean(values), 2)
+        if len(values) > 1:
+            metrics[f"{key}/std"] = round(statistics.stdev(values), 2)
+        metrics[f"{key}/n"] = len(values)
+    return metrics
 
 
 class SweepRuns:
@@ -96,11 +105,11 @@ class SweepRuns:
         self.store.save(cell)
 
     def run(self, cells: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData,
-            execution: ExecutionConfig) -> list[CellResult]:
+            execution: ExecutionConfig, after: Mapping[str, str] | None = None) -> list[CellResult]:
         """``run_cells`` with these hooks; cells still open when it raises end KILLED (an interrupt) or FAILED."""
         try:
             return run_cells(cells, task, data, self.store, execution, self.on_done, on_start=self.on_start,
-                             on_finish=self.on_finish, on_fail=self.on_fail)
+                             on_finish=self.on_finish, on_fail=self.on_fail, after=after)
         except BaseException as exc:
             self.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
@@ -174,7 +183,8 @@ class SweepRuns:
 
 def log_sweep_summary(tracker: Tracker, target: str, rows: Sequence[RunRow], *, cells_total: int,
                       cells_run: int) -> None:
-    """The parent run's summary: mean accuracy per (label, sparsity), the sweep figure, cell counts."""
+    """The parent run's summary: accuracy mean, std and n over seeds per (label, sparsity), the sweep figure, cell
+    counts."""
     if not tracker.enabled:
         return
     tracker.log_metrics(parent_metrics(rows))
