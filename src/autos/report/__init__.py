@@ -18,6 +18,10 @@ Pure functions over the loaded JSON, so the report is testable on synthetic resu
 - :func:`irp_curve_frame`, :func:`irp_curve_figure` - the source IRP accuracy-vs-density curve;
   :func:`source_ticket_figure` - the scorer's mask on the source next to the IRP ticket, per layer;
 - :func:`scorer_table` - held-out scorer metrics next to the trivial baselines, whatever metrics are present;
+- :func:`read_published`, :func:`study_calibration`, :func:`regime_sentence`, :func:`calibration_table`,
+  :func:`calibration_frame`, :func:`calibration_markdown` - every target next to published accuracies of its model
+  and dataset (``docs/reference/published_accuracies.csv``, read by the stage and passed to :func:`build_report`):
+  ours vs published at the same or nearest sparsity, Spearman's ρ of the methods' order, one sentence on the regime;
 - :func:`build_report` - writes all of it into one directory and returns the files written.
 
 What the report knows of a method comes from the method registry's records (``autos.registry.MethodRecord``: title,
@@ -36,8 +40,8 @@ results, frames, cells), :mod:`autos.report.compare` (paired differences, interv
 Markdown tables), :mod:`autos.report.pages` (the per-target pages, the summary, verdict sentences),
 :mod:`autos.report.figures` (canvas, saving, styles and legend shared by the figures),
 :mod:`autos.report.accuracy_figures` (accuracy vs sparsity, sanity checks, IRP curve, the ``dvc plots`` template),
-:mod:`autos.report.layer_figures` (per-layer density, the source ticket) and :mod:`autos.report.build` (writing the
-report directory).
+:mod:`autos.report.layer_figures` (per-layer density, the source ticket), :mod:`autos.report.calibration` (against
+published numbers) and :mod:`autos.report.build` (writing the report directory).
 """
 
 from __future__ import annotations
@@ -84,6 +88,29 @@ from autos.report.build import (
     paired_frame,
     verdict_metrics,
 )
+from autos.report.calibration import (
+    CALIBRATION_CSV,
+    CALIBRATION_MD,
+    DENSE_GAP,
+    DENSITY_TOLERANCE,
+    NO_PUBLISHED,
+    PUBLISHED_COLUMNS,
+    RANK_AGREEMENT,
+    CalibrationLine,
+    PublishedPoint,
+    RankAgreement,
+    TargetCalibration,
+    calibrate_target,
+    calibration_frame,
+    calibration_markdown,
+    calibration_table,
+    match_sparsity,
+    parse_published,
+    read_published,
+    regime_sentence,
+    spearman,
+    study_calibration,
+)
 from autos.report.compare import (
     REFERENCE,
     PairedDiff,
@@ -114,6 +141,7 @@ from autos.report.names import (
 )
 from autos.report.pages import (
     HOW_TO_READ,
+    calibration_section,
     relative_links,
     summary_markdown,
     target_markdown,
@@ -143,28 +171,39 @@ from autos.report.tables import (
 __all__ = [
     "ACHIEVED_MARK",
     "ACHIEVED_TOLERANCE",
+    "CALIBRATION_CSV",
+    "CALIBRATION_MD",
     "CHANCE_GID",
     "COLLAPSE_LABEL",
     "COLLAPSE_MARK",
     "DENSE",
+    "DENSE_GAP",
     "DENSE_GID",
+    "DENSITY_TOLERANCE",
     "DROPPED_KEYS",
     "DVC_TEMPLATE_NAME",
     "HOW_TO_READ",
     "INT_COLUMNS",
     "IRP",
     "MISSING",
+    "NO_PUBLISHED",
     "PAIRED_NAME",
     "PLOTS_DIR",
+    "PUBLISHED_COLUMNS",
+    "RANK_AGREEMENT",
     "REFERENCE",
     "RESULT_COLUMNS",
     "VERDICTS_NAME",
+    "CalibrationLine",
     "Cell",
     "CellKey",
     "MethodRecords",
     "PairedDiff",
+    "PublishedPoint",
+    "RankAgreement",
     "Source",
     "Table",
+    "TargetCalibration",
     "TargetResults",
     "Verdict",
     "accuracy_figure",
@@ -173,6 +212,11 @@ __all__ = [
     "achieved_notes",
     "build_report",
     "build_target",
+    "calibrate_target",
+    "calibration_frame",
+    "calibration_markdown",
+    "calibration_section",
+    "calibration_table",
     "cell_stats",
     "cells_frame",
     "collapsed_runs",
@@ -188,6 +232,7 @@ __all__ = [
     "layer_density_frame",
     "load_results",
     "markdown_table",
+    "match_sparsity",
     "method_kinds",
     "method_name",
     "method_title",
@@ -196,12 +241,15 @@ __all__ = [
     "paired_differences",
     "paired_frame",
     "paired_table",
+    "parse_published",
     "plot_data",
     "plot_irp_curve",
     "plot_layers",
     "plot_sanity",
     "plot_target",
     "pruned_sparsities",
+    "read_published",
+    "regime_sentence",
     "relative_links",
     "results_frame",
     "run_label",
@@ -212,6 +260,8 @@ __all__ = [
     "single_shot_baselines",
     "source_ticket_figure",
     "sparsity_table",
+    "spearman",
+    "study_calibration",
     "study_verdicts",
     "summary_markdown",
     "t_interval",

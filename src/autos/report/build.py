@@ -10,7 +10,10 @@ Per target ``<t>`` (the target's name, made file-safe): ``<t>.md``; ``<t>.csv`` 
 For the study: ``results.csv`` (every run, fractions), ``paired.csv`` (every method minus AutoS per target x
 sparsity, percent / pp; header only without AutoS), ``verdicts.json`` (``{"<target>@<sparsity>": flat record}``,
 percent; ``{}`` without AutoS), ``irp_curve.csv``, ``figures/irp_curve.png``, ``svg/irp_curve.svg``,
-``dvc_plot_template.json`` and ``summary.md`` (which opens with the study's source; figures name it too).
+``dvc_plot_template.json``, ``calibration.md`` and ``calibration.csv`` (every target next to the published
+accuracies of its model and dataset, ``autos.report.calibration``; the stage passes the published rows, None when
+it found none) and ``summary.md`` (which opens with the study's source and each target's regime against the
+published numbers; figures name the source too).
 
 ``records`` (``{name: autos.registry.MethodRecord}``, from ``autos.pruners.PRUNERS.records()``) give the methods'
 titles and kinds (the single-shot baselines); the report stage passes them, since this package imports no torch.
@@ -22,7 +25,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,15 @@ import pandas as pd
 
 from autos.report.accuracy_figures import dvc_plot_template, plot_irp_curve, plot_sanity, plot_target
 from autos.report.aggregate import TargetResults, cells_frame, irp_curve_frame, plot_data, results_frame
+from autos.report.calibration import (
+    CALIBRATION_CSV,
+    CALIBRATION_MD,
+    PublishedPoint,
+    TargetCalibration,
+    calibration_frame,
+    calibration_markdown,
+    study_calibration,
+)
 from autos.report.compare import method_kinds, paired_differences, study_verdicts, verdicts_json
 from autos.report.figures import FIGURES_DIR, svg_path
 from autos.report.layer_figures import layer_density_frame, plot_layers, plot_source_ticket
@@ -145,11 +157,23 @@ def _source_files(curve: Mapping[str, Any] | None, ticket: Mapping[str, Any] | N
     return curve_frame, written
 
 
+def _calibration_files(results: Mapping[str, TargetResults], published: Sequence[PublishedPoint] | None,
+                       out: Path) -> tuple[list[TargetCalibration] | None, dict[str, Path]]:
+    """``calibration.md`` and ``calibration.csv`` (header only without published numbers) and what they show."""
+    calibration = None if published is None else study_calibration(results, published)
+    page = out / CALIBRATION_MD
+    page.write_text(calibration_markdown(calibration))
+    return calibration, {CALIBRATION_MD: page,
+                         CALIBRATION_CSV: _write_csv(calibration_frame(calibration or []), out / CALIBRATION_CSV)}
+
+
 def build_report(results: Mapping[str, TargetResults], curve: Mapping[str, Any] | None,
                  scorer: Mapping[str, Any] | None, out: Path, ticket: Mapping[str, Any] | None = None, *,
-                 records: MethodRecords, source: Source | None = None) -> list[Path]:
+                 records: MethodRecords, source: Source | None = None,
+                 published: Sequence[PublishedPoint] | None = None) -> list[Path]:
     """Write every report file into ``out`` (created if needed); returns the files written. ``records``: the
-    method registry's records; ``source``: the study's source, named by the summary and the figures."""
+    method registry's records; ``source``: the study's source, named by the summary and the figures;
+    ``published``: published accuracies (``autos.report.calibration.read_published``), None when there are none."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {"results": _write_csv(results_frame(results), out / "results.csv")}
     for found in results.values():
@@ -166,8 +190,10 @@ def build_report(results: Mapping[str, TargetResults], curve: Mapping[str, Any] 
     template = out / DVC_TEMPLATE_NAME
     template.write_text(json.dumps(dvc_plot_template(), indent=2) + "\n")
     written["dvc_template"] = template
+    calibration, calibration_files = _calibration_files(results, published, out)
+    written.update(calibration_files)
     relative = {role: path.relative_to(out).as_posix() for role, path in written.items()}
     summary = out / "summary.md"
     summary.write_text(summary_markdown(results, curve_frame, scorer, relative, ticket, records=records,
-                                        source=source))
+                                        source=source, calibration=calibration))
     return [*written.values(), summary]

@@ -1,5 +1,6 @@
 """The report's Markdown pages: the per-target page (``<target>.md``) and the summary (``summary.md``, which
-opens with the study's source and holds every target's page, the verdicts, the IRP curve, the source ticket and the
+opens with the study's source and its regime against published numbers, and holds every target's page, the
+verdicts, the IRP curve, the source ticket and the
 scorer), with the sentences that state a verdict. The tables themselves are :mod:`autos.report.tables`."""
 
 from __future__ import annotations
@@ -11,6 +12,14 @@ from typing import Any
 import pandas as pd
 
 from autos.report.aggregate import ACHIEVED_TOLERANCE, TargetResults
+from autos.report.calibration import (
+    CALIBRATION_CSV,
+    CALIBRATION_MD,
+    NO_RESULTS,
+    NOT_FOUND,
+    TargetCalibration,
+    regime_sentence,
+)
 from autos.report.compare import BETTER, CONFIDENCE, INDISTINGUISHABLE, NO_BASELINE, WORSE, Verdict, target_verdicts
 from autos.report.names import MethodRecords, Source, method_name, target_title
 from autos.report.tables import (
@@ -254,15 +263,31 @@ def scorer_section(scorer: Mapping[str, Any] | None) -> list[str]:
     return parts
 
 
+def calibration_section(calibration: Sequence[TargetCalibration] | None, files: Mapping[str, str]) -> str:
+    """Each target's regime sentence (against published numbers), quoted, with links to ``calibration.md`` and
+    ``calibration.csv``; ``calibration`` None: no published numbers were found."""
+    if not calibration:
+        parts = [NOT_FOUND if calibration is None else NO_RESULTS]
+    else:
+        parts = ["\n>\n".join(f"> **{cal.target}.** {regime_sentence(cal)}" for cal in calibration)]
+    links = [f"[{files[name]}]({files[name]})" for name in (CALIBRATION_MD, CALIBRATION_CSV) if name in files]
+    if links:
+        parts.append("Tables and rank agreement: " + ", ".join(links) + ".")
+    return "\n\n".join(parts)
+
+
 def summary_markdown(results: Mapping[str, TargetResults], curve_frame: pd.DataFrame | None,
                      scorer: Mapping[str, Any] | None, files: Mapping[str, str],
                      ticket: Mapping[str, Any] | None = None, *, records: MethodRecords,
-                     source: Source | None = None) -> str:
+                     source: Source | None = None, calibration: Sequence[TargetCalibration] | None = None) -> str:
     """The report's front page, opening with the study's ``source``; ``files`` maps roles ('results',
-    '<target>.md', ...) to relative paths; ``records``: the method registry's records (titles, baselines)."""
+    '<target>.md', ...) to relative paths; ``records``: the method registry's records (titles, baselines);
+    ``calibration``: every target next to the published numbers (None: none were found), quoted before the
+    verdicts."""
     parts = ["# AutoS study report", source_section(source), HOW_TO_READ]
     if "results" in files:
         parts.append(f"All runs, one line each: [{files['results']}]({files['results']}).")
+    parts += ["## Calibration against published numbers", calibration_section(calibration, files)]
     if results:
         parts += ["## AutoS vs the best single-shot baseline", verdicts_section(results, records, files)]
     parts.append("## Transfer targets")
