@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,17 +252,22 @@ def run_irp(
     resume_dir: Path | None = None,
     on_round: Callable[[dict[str, Any], TrainResult], None] | None = None,
     train_last_round: bool = True,
+    schedule: Sequence[float] | None = None,
 ) -> IRPResult:
     """Run IRP on ``model`` (at init; trained in place). ``on_round`` sees each round's record as it finishes.
 
     ``train_last_round=False`` stops after the last pruning (the ticket's accuracy is then measured by whoever
-    trains the mask, e.g. the transfer stage); the curve then has no entry for that round."""
+    trains the mask, e.g. the transfer stage); the curve then has no entry for that round. ``schedule``: the
+    density after each round, given explicitly (``cfg.num_rounds`` of them), instead of ``cfg.schedule``'s."""
     model.to(device)
     names = list(prunable_parameters(model, include_classifier))
     init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    densities = round_densities(cfg.schedule, cfg.num_rounds, cfg.final_density)
+    densities = list(schedule) if schedule is not None else round_densities(cfg.schedule, cfg.num_rounds,
+                                                                             cfg.final_density)
+    if len(densities) != cfg.num_rounds:
+        raise ValueError(f"an explicit schedule of {len(densities)} rounds for num_rounds {cfg.num_rounds}")
     round_recipe = recipe.with_epochs(cfg.epochs_per_round)
-    key = fingerprint(cfg.model_dump(), round_recipe.model_dump(), seed, include_classifier,
+    key = fingerprint(cfg.model_dump(), round_recipe.model_dump(), seed, include_classifier, densities,
                       {k: float(v.double().sum()) for k, v in init_state.items() if v.is_floating_point()},
                       data_digest(data))
     ckpt_dir = resume_dir / key if resume_dir is not None else None

@@ -9,6 +9,9 @@ round k is 1 - (1 - d_final) k / P. This is the AutoS reference's final ``num`` 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 SCHEDULES = ("linear", "geometric")
 
 
@@ -24,3 +27,23 @@ def round_densities(schedule: str, num_rounds: int, final_density: float) -> lis
     if schedule == "linear":
         return [1.0 - (1.0 - final_density) * k / num_rounds for k in rounds]
     return [final_density ** (k / num_rounds) for k in rounds]
+
+
+def through_densities(densities: Sequence[float], prune_fraction: float) -> list[float]:
+    """Densities after each round of one IRP run that passes exactly through every density in ``densities``:
+    between consecutive ones (from 1 down), the fewest rounds that each keep at least ``1 - prune_fraction`` of
+    the survivors, all keeping the same fraction (open_lth's protocol: one run, every level evaluated on its way
+    down, with the requested levels hit exactly instead of the 0.8^k grid)."""
+    if not 0.0 < prune_fraction < 1.0:
+        raise ValueError(f"prune_fraction must be in (0, 1), got {prune_fraction}")
+    out: list[float] = []
+    current = 1.0
+    for target in sorted({float(d) for d in densities}, reverse=True):
+        if not 0.0 < target <= 1.0:
+            raise ValueError(f"densities must be in (0, 1], got {target}")
+        if target >= current:
+            continue
+        rounds = max(1, math.ceil(math.log(target / current) / math.log(1.0 - prune_fraction) - 1e-9))
+        out += [current * (target / current) ** (k / rounds) for k in range(1, rounds)] + [target]
+        current = target
+    return out

@@ -9,9 +9,10 @@ method and sparsity, for ``dvc metrics``).
 
 MLflow (written by this process only, ``autos.tracking.sweep.SweepRuns``):
 
-* the parent run ``transfer <target>``: the sweep's params; at the end one metric per (method, sparsity), the mean
-  final accuracy over seeds (``acc/<label>/s<sparsity %>``, ``acc/dense``; ``+`` in a label becomes ``-``, which
-  MLflow keys allow), the accuracy-vs-sparsity figure (``plots/accuracy_vs_sparsity.png``), results.json, and tags
+* the parent run ``transfer <target>``: the sweep's params; at the end, per (method, sparsity), the final accuracy
+  over seeds in percent: ``acc/<label>/s<sparsity %>/mean``, ``/std`` (two seeds or more) and ``/n``
+  (``acc/dense/...`` for the dense run; ``+`` in a label becomes ``-``, which MLflow keys allow), the
+  accuracy-vs-sparsity figure (``plots/accuracy_vs_sparsity.png``), results.json, and tags
   counting the cells (``autos.cells_total`` / ``_cached`` / ``_run``);
 * one run per cell, ``<target> / <method> / s=<sparsity %> / seed <n>`` (the dense cell: ``<target> / dense /
   seed <n>``), opened when the cell starts (RUNNING, with a true duration) and ended when it finishes (FINISHED,
@@ -99,7 +100,7 @@ def run(ctx: StageContext) -> None:
 
     with tracker.run(f"transfer {target}", params=params, tags={"stage": "transfer", "target": target}):
         runs = SweepRuns(tracker, store, tracker.active_run_id())
-        results = runs.run(cells, task, data, cfg.execution)
+        results = runs.run(cells, task, data, cfg.execution, after=plan.after)
         with atomic_dir(ctx.paths.transfer / target) as out:
             write_json(out / "results.json", results_payload(cfg, target, data, results))
             write_resolved_config(out, cfg, ["seed", "device", "training", "pruning", "features"], {

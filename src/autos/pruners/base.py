@@ -138,6 +138,7 @@ class PruneContext:
     # depends on (autos.pruners.shared); None: computed here, never shared
     share_dir: Path | None = None
     share_key: str | None = None
+    densities: tuple[float, ...] = ()  # every density the study evaluates on this target (a run shared across them)
 
     def shared(self, what: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per (``share_key``, ``what``) across this method's cells (``autos.pruners.shared``)."""
@@ -191,6 +192,12 @@ class Pruner(Generic[S]):
 
     def __init__(self, settings: S | None = None) -> None:
         self.settings: S = settings if settings is not None else self.Settings()
+
+    @classmethod
+    def shares_work(cls, settings: BaseModel) -> bool:
+        """Whether cells of this method with ``settings`` at different densities share work computed once
+        (``PruneContext.shared``); then the sweep runs one cell of each seed first (``SweepPlan.after``)."""
+        return False
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         raise NotImplementedError
@@ -257,6 +264,10 @@ class ScorePruner(Pruner[SS]):
     def result_info(self) -> dict[str, float | int | str]:
         """Entries logged next to every result of this method (none by default)."""
         return {}
+
+    @classmethod
+    def shares_work(cls, settings: BaseModel) -> bool:
+        return getattr(settings, "iterations", 1) == 1  # one-shot: one scoring serves every density
 
     def shared_score(self, ctx: PruneContext) -> Scores:
         """``score(ctx)``, computed once for this method's cells at every sparsity (``PruneContext.shared``)."""

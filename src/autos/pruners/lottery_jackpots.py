@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -184,6 +184,10 @@ class LotteryJackpots(Pruner[JackpotsSettings]):
     title = "Lottery Jackpots"
     needs_data = True
     kind = "trained"
+
+    @classmethod
+    def shares_work(cls, settings: BaseModel) -> bool:
+        return True  # the dense training, cached in cache_dir: one cell trains it, the other densities read it
 
     def prune(self, ctx: PruneContext, density: float) -> PruneResult:
         s = self.settings

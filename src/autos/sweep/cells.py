@@ -23,7 +23,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +138,9 @@ class SweepPlan:
 
     cells: list[tuple[CellKey, str]]
     share_keys: dict[str, str]  # share_key_of(method, seed) -> key
+    # cell id -> the id of the cell it waits for: a method whose cells share work (``Pruner.shares_work``) computes
+    # it in its first cell of each seed; the others start once that one is done (autos.sweep.executors)
+    after: dict[str, str] = field(default_factory=dict)
 
     def share_key(self, key: CellKey) -> str | None:
         return self.share_keys.get(share_key_of(key.method, key.seed))
@@ -169,7 +172,18 @@ def plan_sweep(cfg: StudyConfig, target: str, *, data_digest: str, scorer_dir: P
     shared = {share_key_of(k.method, k.seed): cell_id(CellKey(k.target, k.method, -1.0, k.seed),
                                                       {**inputs(k), "modifiers": None, "shared": True})
               for k in keys if k.method != DENSE}
-    return SweepPlan(cells=[(key, cell_id(key, inputs(key))) for key in keys], share_keys=shared)
+    cells = [(key, cell_id(key, inputs(key))) for key in keys]
+    sharing = {m for m in records if PRUNERS.get(m).shares_work(cfg.transfer.settings_of(m))}
+    first: dict[str, str] = {}
+    after = {}
+    for key, cid in cells:
+        if key.method in sharing:
+            group = share_key_of(key.method, key.seed)
+            if group in first:
+                after[cid] = first[group]
+            else:
+                first[group] = cid
+    return SweepPlan(cells=cells, share_keys=shared, after=after)
 
 
 class CellStore:

@@ -33,7 +33,6 @@ import logging
 import os
 import socket
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +105,13 @@ def error_line(exc: BaseException) -> str:
 def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData, store: CellStore,
               execution: ExecutionConfig, on_done: OnDone, *, on_start: OnStart | None = None,
               on_finish: OnDone | None = None,
-              on_fail: OnFail | None = None, clock: Clock = time.monotonic) -> list[CellResult]:
-    """Run every (key, cell id) not yet in ``store``; return all results in the given order (hooks: module doc)."""
+              on_fail: OnFail | None = None, clock: Clock = time.monotonic,
+              after: Mapping[str, str] | None = None) -> list[CellResult]:
+    """Run every (key, cell id) not yet in ``store``; return all results in the given order (hooks: module doc).
+
+    ``after``: cell id -> the cell it waits for (``SweepPlan.after``: the cells of a method at its other sparsities
+    wait for the one that computes their shared work, so no slot sits idle on a lock). Locally cells run in the
+    planned order, where every prerequisite comes first."""
     results: dict[str, CellResult] = {}
     todo: list[tuple[CellKey, str]] = []
     for key, cid in cells:
@@ -161,7 +165,7 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepar
                 raise
             finish(key, cid, result)
     else:
-        failures = _run_on_ray(todo, task, data, execution, start, finish, fail)
+        failures = _run_on_ray(todo, task, data, execution, start, finish, fail, after)
     if failures:
         raise ExecutionError(failed_cells_message(failures))
     return [results[cid] for _, cid in cells]
@@ -215,9 +219,16 @@ def slots(resources: Mapping[str, float], execution: ExecutionConfig) -> int:
     return max(1, int(min(fits) + 1e-9))
 
 
+def next_ready(queue: Sequence[tuple[CellKey, str]], after: Mapping[str, str], waiting: set[str]) -> int | None:
+    """The index of the first queued cell whose prerequisite (``after``) is not ``waiting`` any more (finished or
+    failed, or never part of this run), else None."""
+    return next((i for i, (_, cid) in enumerate(queue) if after.get(cid) not in waiting), None)
+
+
 def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData, execution: ExecutionConfig,
                 start: Callable[[CellKey, str], None], finish: Callable[[CellKey, str, CellResult], None],
-                fail: Callable[[CellKey, str, str], None]) -> list[tuple[CellKey, str, str]]:
+                fail: Callable[[CellKey, str, str], None],
+                after: Mapping[str, str] | None = None) -> list[tuple[CellKey, str, str]]:
     if not todo:
         return []
     ray = _start_ray(execution)
@@ -227,19 +238,27 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepa
         retry_exceptions=execution.max_retries > 0,  # exceptions raised by the cell itself
     )
     task_ref, data_ref = ray.put(task), ray.put(data)  # once: every cell reads the same objects
-    queue = deque(todo)
+    queue = list(todo)
     pending: dict[Any, tuple[CellKey, str]] = {}
     failures: list[tuple[CellKey, str, str]] = []
+    waiting = {cid for _, cid in todo}  # not settled yet: a cell ``after`` names one of these waits for it
+
     while queue or pending:
         # Only as many cells in flight as fit at once: a submitted cell starts now, so its MLflow run is live.
         free = slots(ray.cluster_resources(), execution) - len(pending)
         while queue and (free > 0 or not pending):
-            key, cid = queue.popleft()
+            index = next_ready(queue, after or {}, waiting)
+            if index is None:
+                if pending:
+                    break  # every queued cell waits for one in flight
+                index = 0  # nothing in flight to wait for (cannot happen with a plan's prerequisites)
+            key, cid = queue.pop(index)
             start(key, cid)
             pending[remote.remote(task_ref, key, data_ref)] = (key, cid)
             free -= 1
         done, _ = ray.wait(list(pending), num_returns=1)
         key, cid = pending.pop(done[0])
+        waiting.discard(cid)
         try:
             result = ray.get(done[0])
         except Exception as exc:  # noqa: BLE001 - any cell failure is reported with its id; the rest go on

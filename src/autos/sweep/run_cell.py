@@ -115,6 +115,7 @@ def run_cell(
     ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
                        include_classifier=cfg.pruning.include_classifier, build_model=build, cache_dir=cache_dir,
                        root=root, features=cfg.features, share_key=share_key,
+                       densities=tuple(1.0 - s for s in cfg.transfer.sparsities),
                        share_dir=cache_dir / "shared" if cache_dir is not None else None)
     start = time.perf_counter()
     result = pruner.prune(ctx, density)
