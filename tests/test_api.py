@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 import torchvision
+from fast_settings import FAST_SETTINGS, fast_settings
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -25,13 +26,9 @@ from autos.pruners.base import PruneContext
 from autos.scorer import build_scorer, load_scorer, predict, required_extra, save_scorer
 
 SPARSITY = 0.8
-# settings that keep each method to a fraction of a second on these models (the methods' defaults are paper-scale)
-FAST = {
-    "snip": {"batch_size": 16},
-    "grasp": {"samples_per_class": 2},
-    "synflow": {"iterations": 1},  # one round: the schedule itself is the contract tests' business
-    "prospr": {"num_steps": 1, "batch_size": 16},
-}
+# the one table of fast method settings (tests/fast_settings.py), with one override: SynFlow in one round (the API
+# is under test here, not the iterative schedule, which test_pruners_selection.py checks)
+FAST = {**FAST_SETTINGS, "synflow": fast_settings("synflow", iterations=1)}
 SINGLE_SHOT = ["random", "random_erk", "magnitude", "snip", "grasp", "synflow", "prospr", "autos"]
 
 
@@ -50,9 +47,29 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x).flatten(1))
 
 
+def _narrow_resnet18(divisor: int = 8) -> nn.Module:
+    """torchvision's ResNet-18 (its ResNet and BasicBlock classes: module names, in-place ReLUs, downsample
+    shortcuts, ``fc``) with every conv, BN and linear ``divisor`` times narrower: 8 to 64 channels, ~1/64 of the
+    11.7 M weights, so that every method runs on torchvision's graph in well under a second."""
+    model = torchvision.models.resnet18(num_classes=10)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, nn.Conv2d):
+            cin = m.in_channels if m.in_channels == 3 else m.in_channels // divisor  # the RGB input stays
+            new: nn.Module = nn.Conv2d(cin, m.out_channels // divisor, m.kernel_size, m.stride, m.padding,
+                                       bias=m.bias is not None)
+        elif isinstance(m, nn.BatchNorm2d):
+            new = nn.BatchNorm2d(m.num_features // divisor)
+        elif isinstance(m, nn.Linear):
+            new = nn.Linear(m.in_features // divisor, m.out_features)  # the 10 classes stay
+        else:
+            continue
+        model.set_submodule(name, new)
+    return model
+
+
 def _model(kind: str) -> nn.Module:
     torch.manual_seed(0)
-    return torchvision.models.resnet18(num_classes=10) if kind == "resnet18" else SmallCNN()
+    return _narrow_resnet18() if kind == "resnet18" else SmallCNN()
 
 
 def _images(n: int = 40, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,7 +222,7 @@ def test_collapse_warns_naming_the_layer_and_is_recorded() -> None:
     with torch.no_grad():
         model.features[4].weight.mul_(1e-6)  # its 1152 magnitudes are the lowest of 1528: 80% removes them all
     with pytest.warns(autos.LayerCollapseWarning, match=r"features\.4\.weight"):
-        result = autos.prune(model, "magnitude", 0.8, input_shape=(3, 32, 32))
+        result = autos.prune(model, "magnitude", 0.8, input_shape=(3, 32, 32), on_collapse="warn")
     assert result.collapsed and "features.4.weight" in result.collapsed_layers
     assert result.layer_density["features.4.weight"] == 0.0 and result.effective_sparsity == 1.0
 
@@ -300,4 +317,25 @@ def test_autos_within_layer_random_keeps_the_scorers_layer_counts_with_random_po
     other_seed = method.prune(dataclasses.replace(ctx, seed=4), 0.1)
     assert any(not torch.equal(other_seed.masks[n], drawn.masks[n]) for n in drawn.masks)
     assert drawn.scores is None and by_score.scores is not None  # nothing for the invert modifier to re-rank
-    assert AutoSSettings().model_dump() == {"scope": "global", "scorer_dir": "data/scorer"}  # defaults unrecorded
+    assert AutoSSettings().model_dump() == {"scope": "global", "scorer_dir": "data/scorer/0"}  # defaults unrecorded
+
+
+def test_progress_reaches_stderr_when_logging_is_not_configured_and_only_then(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from autos.api.progress import visible_progress
+
+    root, autos_logger = logging.getLogger(), logging.getLogger("autos")
+    monkeypatch.setattr(root, "handlers", [])  # as in a plain script: nothing configured (pytest adds its own)
+    with visible_progress():
+        logging.getLogger("autos.pruners.synflow").info("round 3/100")
+    assert "round 3/100" in capsys.readouterr().err
+    assert autos_logger.handlers == [] and autos_logger.level == logging.NOTSET  # as it was
+    autos_logger.setLevel(logging.WARNING)  # a user who configured it keeps their setup
+    try:
+        with visible_progress():
+            logging.getLogger("autos.pruners.synflow").info("round 4/100")
+        assert "round 4/100" not in capsys.readouterr().err
+    finally:
+        autos_logger.setLevel(logging.NOTSET)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from autos.masking import Scores
+from autos.model_compat import scoring_mode
 
 
 def summed_gradients(
@@ -51,8 +52,9 @@ def summed_gradients(
 
 def snip_scores(model: torch.nn.Module, batches: list, names: list[str], train_mode: bool = True) -> Scores:
     """SNIP connection sensitivity |w * g| (Lee et al. 2019), g summing the batch-mean loss gradients over
-    ``batches`` (``summed_gradients``; docs/reference/methods.md §5). Train-mode BN by default (§0.6)."""
-    model.train(train_mode)
+    ``batches`` (``summed_gradients``; docs/reference/methods.md §5). Train-mode BN by default (§0.6), dropout
+    and stochastic depth off (``scoring_mode``: the same call gives the same scores)."""
+    scoring_mode(model, train_mode)
     params = dict(model.named_parameters())
     grads, _ = summed_gradients(model, batches, names)
     return {n: (grads[n] * params[n]).detach().abs().cpu() for n in names}

@@ -37,6 +37,7 @@ from autos.api.collapse import (
     repair,
     report,
 )
+from autos.api.progress import visible_progress
 from autos.config import FeaturesConfig, TrainRecipe
 from autos.masking import Masks, density_of, layer_densities, prunable_parameters
 from autos.pruners import PRUNERS
@@ -289,25 +290,36 @@ def prune(
     ctx = PruneContext(model=model, data=image_data, recipe=_recipe(recipe), device=_device(model, device), seed=seed,
                        num_classes=_num_classes(model, image_data), include_classifier=include_classifier,
                        root=Path.cwd(), features=_features(features))
-    pruner = cls(typed)
-    pruned = pruner.prune(ctx, 1.0 - sparsity)
-    shape = _input_shape(image_data, input_shape)
+    with visible_progress():  # long selections report progress even where logging is not set up
+        pruner = cls(typed)
+        pruned = pruner.prune(ctx, 1.0 - sparsity)
+        shape = _input_shape(image_data, input_shape)
+        where = f"autos.prune({method!r}, sparsity={sparsity})"
+        pruned, diagnosis, floor = _settle_collapse(pruner, ctx, 1.0 - sparsity, pruned, shape, where, on_collapse)
+    return _result(method, typed, sparsity, pruned, diagnosis, floor)
+
+
+def _settle_collapse(pruner: Pruner[Any], ctx: PruneContext, density: float, pruned: PruneResult,
+                     shape: tuple[int, ...] | None, where: str,
+                     on_collapse: OnCollapse) -> tuple[PruneResult, Health, float | None]:
+    """``on_collapse`` applied to the method's own mask at ``density``: (the mask kept, its diagnosis, the repair's
+    floor, None when not repaired)."""
+    model, method = ctx.model, pruner.name
     diagnosis, floor = health(model, pruned.masks, shape), None
-    where = f"autos.prune({method!r}, sparsity={sparsity})"
     if diagnosis.collapsed and on_collapse == "repair":
-        repaired = repair(pruner, ctx, 1.0 - sparsity, model, shape)
+        repaired = repair(pruner, ctx, density, model, shape)
         if repaired is None:
-            report(f"{where}: the mask is cut ({diagnosis.describe()}) and {method!r} has no layer_floor to repair it "
-                   "with (or selects layer-wise); pass on_collapse='error' to refuse such masks, or use a method "
+            report(f"{where}: the mask is cut ({diagnosis.describe()}) and {method!r} has no layer_floor to repair "
+                   "it with (or selects layer-wise); pass on_collapse='error' to refuse such masks, or use a method "
                    "that keeps every layer (e.g. random_erk)", "warn")
-        else:
-            pruned, diagnosis, floor = repaired
-            log.info("%s: the method's own mask cut the network; repaired with layer_floor %s", where, floor)
-            if diagnosis.collapsed:
-                report(f"{where}: still cut with every layer at ERK's count ({diagnosis.describe()})", "warn")
+            return pruned, diagnosis, floor
+        pruned, diagnosis, floor = repaired
+        log.info("%s: the method's own mask cut the network; repaired with layer_floor %s", where, floor)
+        if diagnosis.collapsed:
+            report(f"{where}: still cut with every layer at ERK's count ({diagnosis.describe()})", "warn")
     elif diagnosis.collapsed:
         report(f"{where}: the mask is cut: {diagnosis.describe()}", on_collapse)
-    return _result(method, typed, sparsity, pruned, diagnosis, floor)
+    return pruned, diagnosis, floor
 
 
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:

@@ -5,9 +5,15 @@ SIGN CONVENTION (the method's most common bug). The paper scores S(-theta) = -th
 weights with the LARGEST S, i.e. it keeps the smallest -theta * Hg. Our contract is "higher score = keep", so
 ``score`` returns ``theta * Hg`` (= -S): keeping the top of theta * Hg is exactly GraSP. Synaptic-Flow computes the
 same theta * Hg and masks its lowest values (docs/reference/methods.md §6). Scores are signed: invert them by negation.
+
+H g is a double backward: the scoring copy has its modules without a differentiable backward swapped and runs
+attention on the math backend (``autos.model_compat``); a model that still needs an op torch cannot differentiate
+twice is refused (``UnsupportedModelError``). Dropout and stochastic depth are off while scoring (``scoring_mode``).
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -15,10 +21,14 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from autos.masking import Scores, prunable_parameters
+from autos.model_compat import double_backward, forward_probe, prepare_double_backward_, scoring_mode
+from autos.progress import Heartbeat
 from autos.pruners._registry import PRUNERS
 from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
 from autos.saliency import summed_gradients
 from autos.training.batches import Normalizer
+
+log = logging.getLogger(__name__)
 
 
 class GraSPSettings(ScoreSettings):
@@ -52,22 +62,27 @@ def grasp_hessian_gradient(
     g and H are taken w.r.t. every Conv2d/Linear weight (the official ``weights`` list), even when ``names``
     excludes the classifier; BN and bias parameters are held fixed (their Hessian blocks are not included).
     ``theta`` is the scored model's weights, so the re-initialised Linear weights when ``reinit_linear`` is set,
-    as in the official code. ``model`` is used as is (modifies its BN running stats): pass a copy.
+    as in the official code. ``model`` is used as is (modifies its BN running stats, swaps modules that torch
+    cannot differentiate twice: ``autos.model_compat``): pass a copy.
     """
-    model.train(train_mode)
+    scoring_mode(prepare_double_backward_(model), train_mode)
     weights = list(prunable_parameters(model, include_classifier=True).items())
     tensors = [w for _, w in weights]
     summed, _ = summed_gradients(model, halves, [name for name, _ in weights], temperature=temperature)
     g = [summed[name] for name, _ in weights]  # step 4: g, no graph
     hg = [torch.zeros_like(w) for w in tensors]
-    for x, y in halves:  # step 5: H g by double backward, one half at a time (memory)
-        loss = F.cross_entropy(model(x) / temperature, y)
-        grads = torch.autograd.grad(loss, tensors, create_graph=True)
-        z = (g[0] * grads[0]).sum()  # g . grad L_h, summed left to right
-        for gi, fi in zip(g[1:], grads[1:], strict=True):
-            z = z + (gi * fi).sum()
-        for acc, h in zip(hg, torch.autograd.grad(z, tensors), strict=True):
-            acc.add_(h)
+    heartbeat = Heartbeat(logger=log)  # a line every 30 s on a large model (nothing when it is quick)
+    with double_backward("grasp", model, forward_probe(halves[0][0])):
+        for i, (x, y) in enumerate(halves):  # step 5: H g by double backward, one half at a time (memory)
+            heartbeat.beat("grasp: Hessian-gradient product, half %d/%d (%.0f s so far)", i + 1, len(halves),
+                           heartbeat.elapsed())
+            loss = F.cross_entropy(model(x) / temperature, y)
+            grads = torch.autograd.grad(loss, tensors, create_graph=True)
+            z = (g[0] * grads[0]).sum()  # g . grad L_h, summed left to right
+            for gi, fi in zip(g[1:], grads[1:], strict=True):
+                z = z + (gi * fi).sum()
+            for acc, h in zip(hg, torch.autograd.grad(z, tensors), strict=True):
+                acc.add_(h)
     by_name = {name: (w.detach() * h).cpu() for (name, w), h in zip(weights, hg, strict=True)}
     return {n: by_name[n] for n in names}
 

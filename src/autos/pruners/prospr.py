@@ -5,10 +5,15 @@ Score = |dL_meta/dc| at c = 1, where c multiplies the initial prunable weights, 
 L_meta is the loss after M unrolled SGD steps from theta_0. The gradient flows through the whole trajectory
 (create_graph=True in the inner steps), so the score sees how a weight's removal changes the *trained* loss.
 With M = 0 it is |theta * dL/dtheta|: SNIP (tested).
+
+The meta-gradient is a double backward: the scoring copy has its modules without a differentiable backward swapped
+and runs attention on the math backend (``autos.model_compat``); a model that still needs an op torch cannot
+differentiate twice is refused (``UnsupportedModelError``). Dropout and stochastic depth are off while scoring.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -18,8 +23,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from autos.masking import Scores
+from autos.model_compat import double_backward, forward_probe, prepare_double_backward_, scoring_mode
+from autos.progress import Heartbeat
 from autos.pruners._registry import PRUNERS
 from autos.pruners.base import PruneContext, ScorePruner, ScoreSettings
+
+log = logging.getLogger(__name__)
 
 
 class ProsPrSettings(ScoreSettings):
@@ -48,9 +57,25 @@ def prospr_scores(
 ) -> Scores:
     """|dL_meta/dc| for every weight in ``names``. Uses ``batches[min(k, len - 1)]`` at step k (k = 0..M).
 
-    ``model`` is used as is, in train mode (its BN running stats get updated): pass a copy.
+    ``model`` is used as is, in train mode (its BN running stats get updated, modules torch cannot differentiate
+    twice are swapped: ``autos.model_compat``): pass a copy.
     """
-    model.train()  # docs/reference/methods.md §0.6 / §1 step 1: batch statistics
+    # docs/reference/methods.md §0.6 / §1 step 1: batch statistics (dropout off: the score is a function of the data)
+    scoring_mode(prepare_double_backward_(model), True)
+    with double_backward("prospr", model, forward_probe(batches[0][0])):
+        return _meta_gradients(model, batches, names, num_steps, inner_lr, inner_momentum, first_order)
+
+
+def _meta_gradients(
+    model: nn.Module,
+    batches: Sequence[tuple[Tensor, Tensor]],
+    names: Sequence[str],
+    num_steps: int,
+    inner_lr: float,
+    inner_momentum: float,
+    first_order: bool,
+) -> Scores:
+    """Steps 3-6 of ``prospr_scores`` on a model already in its scoring mode."""
     params = dict(model.named_parameters())
     masks = {n: torch.ones_like(params[n], requires_grad=True) for n in names}
     # Step 3: the mask multiplies only the starting point theta_0; the inner updates are not re-masked.
@@ -64,7 +89,9 @@ def prospr_scores(
     def batch(k: int) -> tuple[Tensor, Tensor]:
         return batches[min(k, len(batches) - 1)]
 
+    heartbeat = Heartbeat(logger=log)  # a line every 30 s on a large model (nothing when it is quick)
     for k in range(num_steps):  # step 4: functional SGD on fast weights
+        heartbeat.beat("prospr: unrolled step %d/%d (%.0f s so far)", k + 1, num_steps, heartbeat.elapsed())
         x, y = batch(k)
         loss = F.cross_entropy(functional_call(model, fast, (x,)), y)
         grads = torch.autograd.grad(loss, [fast[n] for n in keys], create_graph=not first_order)

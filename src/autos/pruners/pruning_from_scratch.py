@@ -38,6 +38,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
+from autos.errors import UnsupportedModelError
 from autos.masking import Masks, kept_count
 from autos.models.vgg import CifarVGG
 from autos.pruners._registry import PRUNERS
@@ -80,7 +81,11 @@ def gate_groups(model: nn.Module) -> list[GateGroup]:
         return [GateGroup(f"{b}.bn1", f"{b}.conv1.weight", f"{b}.conv2.weight", modules[b].bn1.num_features)
                 for b in blocks]
     if not isinstance(model, CifarVGG):
-        raise ValueError(f"pruning_from_scratch supports ResNet BasicBlocks and VGG, not {type(model).__name__}")
+        raise UnsupportedModelError(
+            f"pruning_from_scratch gates channels of blocks it knows (a conv1 -> bn1 -> conv2 block, as in ResNet's "
+            f"BasicBlock, or this project's VGG, autos.models.vgg.CifarVGG); {type(model).__name__} has neither. "
+            "For a channel-level method on it there is none here yet; for unstructured masks use snip, synflow or "
+            "random_erk")
     layers = [(n, m) for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
     groups = []
     for i, (name, module) in enumerate(layers):
