@@ -9,4 +9,4 @@ from autos.pipeline.context import parser, run_stage
 from autos.pipeline.irp import run
 
 if __name__ == "__main__":
-    run_stage("irp", run, parser(__doc__))
+    run_stage("irp", run, parser(__doc__, source_seed=True))

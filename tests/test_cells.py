@@ -24,8 +24,9 @@ from autos.errors import DataError
 from autos.pruners import PRUNERS
 from autos.study import parse_study
 from autos.sweep import executors
-from autos.sweep.cells import CellKey, CellResult, CellStore, cell_code_digest, plan_sweep
+from autos.sweep.cells import CellKey, CellResult, CellStore
 from autos.sweep.executors import CellTask, ExecutionError, run_cells
+from autos.sweep.plan import cell_code_digest, plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,14 +75,18 @@ def test_plan_order_and_stable_ids() -> None:
     for change in ({"data_digest": "other"}, {"device_type": "cuda"}, {"torch_threads": 2}):
         assert all(a != b for a, b in zip(ids, [c for _, c in _cells(cfg, **change)], strict=True)), change
     raw = cfg.model_dump(mode="json")
-    raw["transfer"]["method_settings"] = {"magnitude": {"scope": "layerwise"}}
+    raw["transfer"]["methods"] = ["random", "snip"]
+    base = dict(_cells(parse_study(raw)))
+    raw["transfer"]["method_settings"] = {"snip": {"batch_size": 8}}
     changed = dict(_cells(parse_study(raw)))
-    assert [changed[k] == c for k, c in _cells(cfg)] == [True, True, True, False, False]  # that method's cells
+    assert [changed[k] == c for k, c in base.items()] == [True, True, True, False, False]  # that method's cells
 
 
 def _scorer_dir(tmp: Path, weights: str) -> Path:
-    tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "scorer.json").write_text(json.dumps({"weights_sha256": weights}))
+    """The scorers of the smoke study's two source runs (sources.seeds [0, 1])."""
+    for source in (0, 1):
+        (tmp / str(source)).mkdir(parents=True, exist_ok=True)
+        (tmp / str(source) / "scorer.json").write_text(json.dumps({"weights_sha256": f"{weights}-{source}"}))
     return tmp
 
 
@@ -223,7 +228,7 @@ def test_interrupted_sweep_resumes_only_missing_cells_with_identical_rows(
 
     executed: list[str] = []
     real = executors.execute_cell
-    monkeypatch.setattr(executors, "execute_cell", lambda t, k, d: executed.append(k.name) or real(t, k, d))
+    monkeypatch.setattr(executors, "execute_cell", lambda t, k, d, v=None: executed.append(k.name) or real(t, k, d, v))
     resumed = run_cells(cells, task, prepared, store, local, lambda c: None)
     assert len(executed) == len(cells) - 2  # only the missing cells ran
     assert _rows(resumed) == reference  # identical rows, in the planned order
@@ -302,8 +307,9 @@ def test_a_methods_cells_share_one_key_across_sparsities_and_nothing_else() -> N
     assert keys["vgg16_cifar10/random@0.5/seed0"] == keys["vgg16_cifar10/random@0.9/seed0"] is not None
     assert keys["vgg16_cifar10/random@0.5/seed0"] != keys["vgg16_cifar10/magnitude@0.5/seed0"]
     raw = cfg.model_dump(mode="json")
-    raw["transfer"]["method_settings"] = {"magnitude": {"scope": "layerwise"}}
+    raw["transfer"]["variants"] = {"magnitude_layerwise": {"method": "magnitude", "settings": {"scope": "layerwise"}}}
+    raw["transfer"]["methods"] = ["random", "magnitude", "magnitude_layerwise"]
     other = plan_sweep(parse_study(raw), "vgg16_cifar10", data_digest="d", scorer_dir=REPO, device_type="cpu",
                        torch_threads=1)
-    assert other.share_keys["magnitude/0"] != plan.share_keys["magnitude/0"]
+    assert other.share_keys["magnitude_layerwise/0"] != plan.share_keys["magnitude/0"]  # a variant: its own work
     assert other.share_keys["random/0"] == plan.share_keys["random/0"]

@@ -70,6 +70,26 @@ def test_profile_has_every_param_dvc_declares(path: Path) -> None:
     assert not missing, f"{path.name} lacks {missing}"
 
 
+def test_the_controls_profile_shares_the_default_study_but_for_what_it_controls() -> None:
+    """configs/controls.yaml says its baselines are the default study's own cells: every section it does not
+    exist to change must equal params.yaml's, or its comparisons are against a different study."""
+    default, controls = read_params(REPO / "params.yaml"), read_params(REPO / "configs" / "controls.yaml")
+    changed = {"transfer", "sources", "report"}
+    differs = sorted(k for k in default.keys() | controls.keys()
+                     if k not in changed and default.get(k) != controls.get(k))
+    assert not differs, f"configs/controls.yaml differs from params.yaml in {differs}"
+    targets = controls["transfer"]["targets"]
+    assert all(default["transfer"]["targets"][name] == target for name, target in targets.items())
+
+
+@pytest.mark.parametrize("path", [p for p in SHIPPED if p.name != "smoke.yaml"], ids=lambda p: p.name)
+def test_the_survival_label_reaches_every_density_a_study_evaluates(path: Path) -> None:
+    """IRP must reach the smallest evaluated density: a label that stops at 10% gives every weight a 2% mask
+    chooses from the same value (docs/decisions.md, "IRP length"). The smoke profile checks plumbing, not this."""
+    cfg = load_study(path)
+    assert cfg.irp.final_density <= 1 - max(cfg.transfer.sparsities) + 1e-9
+
+
 def test_config_is_read_only() -> None:
     cfg = load_study(REPO / "params.yaml")
     with pytest.raises(ValidationError, match="frozen"):
@@ -100,7 +120,7 @@ def test_study_paths_come_from_the_one_table(tmp_path: Path) -> None:
     from autos.paths import study_paths
 
     paths = study_paths(REPO)
-    assert paths.irp == REPO / "data" / "irp" and paths.features.name == "source.parquet"
+    assert paths.irp == REPO / "data" / "irp" and paths.source_features(2) == REPO / "data/features/2/source.parquet"
     dvc_yaml = (REPO / "dvc.yaml").read_text()
     assert "vars:\n  - paths.yaml" in dvc_yaml and "data/irp" not in dvc_yaml  # dvc.yaml reads the same table
     with pytest.raises(ConfigError, match="file not found"):
@@ -222,13 +242,14 @@ def test_oversized_params_file_is_refused_unread(tmp_path: Path, monkeypatch: py
 
 def _run_stage(stage: str, params: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AUTOS_ROOT": str(cwd), "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--params", str(params)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    source = ["--source-seed", "0"] if stage in ("irp", "features", "train_scorer") else []
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}", "--params", str(params), *source], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_stage_refuses_nonsense_with_exit_2_and_writes_nothing(tmp_path: Path) -> None:
     edit: list[tuple[str, str]] = [
-        ("  epochs: 10\n", "  epochs: true\n"),
+        ("  epochs: 5\n", "  epochs: true\n"),
         ("  lr: 0.05\n", "  lr: .nan\n"),
         ("  seeds: [0, 1, 2]", "  seeds: []"),
         ("  experiment: autos\n", '  experiment: " "\n'),
@@ -243,7 +264,7 @@ def test_stage_refuses_nonsense_with_exit_2_and_writes_nothing(tmp_path: Path) -
     assert proc.returncode == 2, proc.stderr
     for path in ("training.epochs", "training.lr", "transfer.seeds", "tracking.experiment", "scorer.settings.inputs"):
         assert path in proc.stderr, proc.stderr
-    assert "5 problem(s)" in proc.stderr
+    assert "6 problem(s)" in proc.stderr and "sources.seeds" in proc.stderr  # the edit empties both seed lists
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no data/, metrics/, mlflow.db
 
 

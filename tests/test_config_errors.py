@@ -102,10 +102,10 @@ REFUSED: list[tuple[str, dict, str, str]] = [
     ("num_rounds '4'", _set("irp.num_rounds", "4"), "irp.num_rounds", "[1, 100]"),
     ("width 10**6", _set("source.width", 10**6), "source.width", "[1, 1024]"),
     ("target width 10**6", _set(f"{TARGET}.width", 10**6), f"{TARGET}.width", "[1, 1024]"),
-    ("warmup = epochs", _set("training.warmup_epochs", 10), "training.warmup_epochs", "allowed: 0..9"),
-    ("warmup > epochs", _set("training.warmup_epochs", 50), "training.warmup_epochs", "allowed: 0..9"),
-    ("target epochs within warmup", _set("training.warmup_epochs", 6), f"{TARGET}.epochs", "allowed: at least 7"),
-    ("IRP round within warmup", _set("training.warmup_epochs", 8), "irp.epochs_per_round", "allowed: at least 9"),
+    ("warmup = epochs", _set("training.warmup_epochs", 5), "training.warmup_epochs", "allowed: 0..4"),
+    ("warmup > epochs", _set("training.warmup_epochs", 50), "training.warmup_epochs", "allowed: 0..4"),
+    ("target epochs within warmup", _set("training.warmup_epochs", 3), f"{TARGET}.epochs", "allowed: at least 4"),
+    ("IRP round within warmup", _set("training.warmup_epochs", 4), "irp.epochs_per_round", "allowed: at least 5"),
     ("source.epochs", _set("source.epochs", 5), "source.epochs", "allowed: null"),
     ("local with address", _set("execution.address", "10.0.0.1:6379"), "execution.address",
      "allowed with 'local': null"),
@@ -175,8 +175,8 @@ def test_what_does_apply_is_accepted() -> None:
     ray = _set("execution", {"backend": "ray", "address": "auto", "num_gpus": 0.25, "max_retries": 0, "num_cpus": 2})
     assert parse_study(ray).execution.num_gpus == 0.25
     assert parse_study(_set("execution.num_cpus", 2)).execution.num_cpus == 2  # CPUs per cell: local too
-    cfg = parse_study(_set("training.warmup_epochs", 5, {f"{TARGET}.epochs": 6, "source.width": 1024}))
-    assert cfg.training.warmup_epochs == 5 and cfg.source.width == 1024
+    cfg = parse_study(_set("training.warmup_epochs", 2, {f"{TARGET}.epochs": 3, "source.width": 1024}))
+    assert cfg.training.warmup_epochs == 2 and cfg.source.width == 1024
     named = _set("transfer.targets", {"_T2": ESCAPE["../../../escape_target"]}, {"tracking.experiment": "a b " * 64})
     assert list(parse_study(named).transfer.targets) == ["_T2"]  # MLflow names may hold spaces
 

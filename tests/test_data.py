@@ -359,3 +359,27 @@ def test_max_classes_keeps_the_first_classes(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_classes 300"):
         prepare_dataset("tiny_imagenet", search_dirs=[SHARED], out_dir=tmp_path / "u", download=False,
                         download_dir=None, max_classes=300)
+
+
+def test_validation_is_held_out_per_class_seeded_and_disjoint_from_training() -> None:
+    import dataclasses
+
+    import torch
+
+    from autos.data.prepared import PreparedData
+    from autos.data.validation import hold_out
+    from autos.errors import DataError
+
+    y = torch.arange(40) % 4
+    x = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2).contiguous()
+    data = PreparedData(train_x=x, train_y=y, test_x=x[:4], test_y=y[:4], meta={"num_classes": 4})
+    train, val = hold_out(data, 3, seed=0)
+    assert val is not None and sorted(val.test_y.tolist()) == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    held, kept = set(val.test_x[:, 0, 0, 0].tolist()), set(train.train_x[:, 0, 0, 0].tolist())
+    assert not held & kept and len(held | kept) == 40 and torch.equal(train.test_x, data.test_x)
+    again, _ = hold_out(data, 3, seed=0)
+    assert torch.equal(again.train_x, train.train_x)  # seeded: every cell holds out the same images
+    assert not torch.equal(hold_out(data, 3, seed=1)[0].train_x, train.train_x)
+    assert hold_out(data, 0, seed=0) == (data, None)
+    with pytest.raises(DataError, match="holds out every training image of class 0"):
+        hold_out(dataclasses.replace(data, train_y=torch.tensor([0] * 3 + [1] * 37)), 3, seed=0)

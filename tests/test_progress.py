@@ -21,8 +21,9 @@ from autos.pruners import base as pruners_base
 from autos.pruners.base import PruneContext, prune_loop
 from autos.study import parse_study
 from autos.sweep import executors
-from autos.sweep.cells import CellKey, CellResult, CellStore, plan_cells
+from autos.sweep.cells import CellKey, CellResult, CellStore
 from autos.sweep.executors import CellTask, describe, run_cells, slots
+from autos.sweep.plan import plan_cells
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,7 +147,7 @@ def test_run_cells_logs_a_counter_with_eta(tmp_path: Path, monkeypatch: pytest.M
     clock = FakeClock()
     events: list[str] = []
 
-    def execute(task: CellTask, key: CellKey, data: object) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object, validation: object = None) -> CellResult:
         clock.advance(30)
         events.append(f"run {key.sparsity}")
         return CellResult(key, [make_row(key)], [[]])
@@ -172,7 +173,7 @@ def test_a_failing_local_cell_is_reported_then_raised(tmp_path: Path, monkeypatc
     cells = [(k, f"cell{i}") for i, k in enumerate(plan_cells(cfg, "vgg16_cifar10"))]
     failed: list[tuple[str, str]] = []
 
-    def execute(task: CellTask, key: CellKey, data: object) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object, validation: object = None) -> CellResult:
         raise ValueError("first line\nthe reason")
 
     monkeypatch.setattr(executors, "execute_cell", execute)

@@ -1,7 +1,8 @@
 """PaI baselines (random ERK, GraSP, SynFlow, ProsPr), the Frankle sanity-check modifiers and mask health.
 
-CPU only and fast: a width-4 ResNet-18 and a tiny synthetic dataset; the formulas are checked against
-independent computations (closed-form ERK, explicit path sums, torch.autograd.functional.hvp, torch.func).
+CPU only and fast: a width-4 ResNet-18 and a tiny synthetic dataset, each method with its fast settings
+(tests/fast_settings.py); the formulas are checked against independent computations (closed-form ERK, explicit path
+sums, torch.autograd.functional.hvp, torch.func). The contract every method meets is in test_pruners_contract.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TinyData  # noqa: E402  (the shared synthetic ImageData)
+from fast_settings import make_pruner  # the one table of fast method settings
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
@@ -38,7 +40,7 @@ def tiny_data(per_class: int = 8, size: int = 16) -> TinyData:
     return TinyData(x, y, x[:20].clone(), y[:20].clone())
 
 
-def make_ctx(arch: str = "resnet18", include_classifier: bool = True, seed: int = 0) -> PruneContext:
+def make_ctx(arch: str = "resnet18", seed: int = 0) -> PruneContext:
     def factory(s: int) -> nn.Module:
         return build_model(arch, num_classes=NUM_CLASSES, width=4, input_size=32, seed=s)
 
@@ -49,60 +51,15 @@ def make_ctx(arch: str = "resnet18", include_classifier: bool = True, seed: int 
         device=torch.device("cpu"),
         seed=seed,
         num_classes=NUM_CLASSES,
-        include_classifier=include_classifier,
         build_model=factory,
     )
-
-
-# Small but default-shaped settings, to keep the suite fast.
-FAST_SETTINGS = {
-    "random_erk": {},
-    "grasp": {"samples_per_class": 2},
-    "synflow": {"iterations": 5},
-    "prospr": {"batch_size": 16, "num_steps": 1},
-}
-
-
-def make_pruner(name: str, **overrides):
-    cls = PRUNERS.get(name)
-    return cls(cls.Settings(**{**FAST_SETTINGS[name], **overrides}))
 
 
 def clone_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-# --------------------------------------------------------------------------- the contract, every method
-
-
-@pytest.mark.parametrize("include_classifier", [True, False])
-@pytest.mark.parametrize("method", sorted(FAST_SETTINGS))
-def test_contract(method: str, include_classifier: bool) -> None:
-    ctx = make_ctx(include_classifier=include_classifier)
-    before = clone_state(ctx.model)
-    density = 0.1
-    result = make_pruner(method).prune(ctx, density)
-    names = ctx.prunable_names()
-    params = dict(ctx.model.named_parameters())
-    assert list(result.masks) == names
-    for n in names:
-        assert result.masks[n].dtype == torch.bool and result.masks[n].shape == params[n].shape
-    total = sum(params[n].numel() for n in names)
-    assert sum(int(m.sum()) for m in result.masks.values()) == kept_count(total, density)
-    assert all(bool(m.any()) for m in result.masks.values()), "a layer collapsed at 90% sparsity"
-    if result.scores is not None:
-        assert list(result.scores) == names
-        for n in names:
-            assert result.scores[n].shape == params[n].shape
-            assert torch.isfinite(result.scores[n]).all()
-    after = ctx.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before), "the pruner modified ctx.model"
-    if not include_classifier:
-        return
-    again = make_pruner(method).prune(ctx, density)
-    assert all(torch.equal(result.masks[n], again.masks[n]) for n in names), "not deterministic under a seed"
-    if result.scores is not None:
-        assert all(torch.equal(result.scores[n], again.scores[n]) for n in names)
+# --------------------------------------------------------------------------- settings and seeds
 
 
 @pytest.mark.parametrize("method", ["random_erk", "grasp", "prospr"])

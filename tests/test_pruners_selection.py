@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import make_tiny_data  # noqa: E402  (the shared synthetic ImageData)
+from fast_settings import FAST_RECIPE, make_pruner  # the one table of fast method settings
 from torch import nn
 
-from autos.config import TrainRecipe
 from autos.masking import Scores, invert_scores, kept_count, select_mask
 from autos.models import build_model
 from autos.pruners import PRUNERS
@@ -25,13 +25,13 @@ def _ctx(arch: str = "vgg16_bn", seed: int = 0) -> PruneContext:
     def build(s: int) -> nn.Module:
         return build_model(arch, num_classes=4, width=4, input_size=32, seed=s)
 
-    return PruneContext(model=build(seed), data=DATA, recipe=TrainRecipe(epochs=1, batch_size=16),
+    return PruneContext(model=build(seed), data=DATA, recipe=FAST_RECIPE,
                         device=torch.device("cpu"), seed=seed, num_classes=4, build_model=build)
 
 
 def _pruner(name: str, **settings: object) -> ScorePruner:
-    cls = PRUNERS.get(name)
-    pruner = cls(cls.Settings(**settings))
+    """``name`` with its fast settings (tests/fast_settings.py) and ``settings`` on top: a score method."""
+    pruner = make_pruner(name, **settings)
     assert isinstance(pruner, ScorePruner)
     return pruner
 
@@ -86,7 +86,7 @@ def test_each_round_scores_the_masked_network_on_the_exponential_schedule(scope:
 
 
 @pytest.mark.parametrize("method,settings", [("magnitude", {}), ("magnitude", {"scope": "layerwise"}),
-                                             ("snip", {"batch_size": 16}), ("random", {})])
+                                             ("snip", {}), ("random", {})])
 def test_any_score_method_runs_iteratively(method: str, settings: dict) -> None:
     ctx = _ctx()
     density = 0.1

@@ -246,9 +246,11 @@ def test_scorer_table_is_tolerant_of_shape() -> None:
 
 
 def test_results_columns_keep_their_order_and_cover_every_row_field() -> None:
-    # the column order of results.csv is a contract (readers index it): today's order, exactly
+    # the column order of results.csv is a contract (readers index it): today's order, exactly (source and
+    # final_val_acc appear only when a row has them: a study without them writes the same bytes as before)
     assert RESULT_COLUMNS == [
-        "target", "method", "modifier", "label", "sparsity", "seed", "final_test_acc", "best_test_acc", "best_epoch",
+        "target", "method", "modifier", "label", "sparsity", "seed", "source", "final_test_acc", "final_val_acc",
+        "best_test_acc", "best_epoch",
         "achieved_sparsity", "achieved_density", "effective_sparsity", "min_layer_density", "collapsed",
         "num_empty_layers", "empty_layers", "pruned_nonzero_after_training", "final_test_loss", "epochs",
         "train_seconds", "select_seconds", "train_images_per_second"]

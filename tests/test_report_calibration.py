@@ -251,7 +251,8 @@ def test_calibration_section_in_a_built_report(tmp_path: Path) -> None:
     sentence = regime_sentence(calibrate_target(results["vgg"], published))
     summary = (out / "summary.md").read_text()
     assert "## Calibration against published numbers" in summary and f"> **vgg.** {sentence}" in summary
-    assert summary.index("## Calibration") < summary.index("## AutoS vs the best") < summary.index("## Transfer")
+    verdicts = summary.index(" vs the best single-shot baseline\n")
+    assert summary.index("## Calibration") < verdicts < summary.index("## Transfer")
     assert {"calibration.md", "calibration.csv"} <= set(relative_links(summary))
     page = (out / "calibration.md").read_text()
     assert sentence in page and "| snip | 98% | 40.7 (n=1) | 90.6 (n=3) | 98.2% | \u221249.9 |" in page

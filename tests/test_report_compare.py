@@ -1,5 +1,6 @@
 """Paired differences to AutoS, their t-intervals and the verdicts, checked against hand computations on synthetic
-rows (no training): 3 seeds with known accuracies give a known mean difference and t-interval."""
+rows (no training): 3 seeds with known accuracies give a known mean difference and t-interval. The statistics of
+the verdict table (designs, Holm, TOST, the validation choice) have known-answer tests in test_report_stats.py."""
 
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from autos.report import (
     method_kinds,
     paired_differences,
     paired_table,
+    report_metrics,
     single_shot_baselines,
+    study_verdicts,
     target_markdown,
     target_verdicts,
     verdict_metrics,
     verdict_sentence,
 )
 from autos.report.aggregate import cell_stats
-from autos.report.compare import judge, t_interval, t_quantile
+from autos.report.stats import t_interval, t_quantile
 
 T_975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 30: 2.042272456301238}
 # the registry's records of the methods used here (the report is handed them; it imports no registry)
@@ -83,9 +86,11 @@ def test_paired_difference_and_interval_by_hand() -> None:
     assert table is not None and table.header == ["method", "98%"]
     assert table.rows == [["synflow", "+3.3 [\u22120.5, 7.1] (n=3)"]]
     (verdict,) = target_verdicts(payload, RECORDS)
-    assert verdict.baseline == "synflow" and judge(verdict.diff) == "indistinguishable"
-    assert verdict.diff is not None and verdict.diff.mean * 100 == pytest.approx(-10 / 3)  # AutoS - SynFlow
-    assert verdict.diff.ci_low * 100 == pytest.approx(-10 / 3 - half)
+    assert verdict.baseline == "synflow" and verdict.verdict == "no significant difference"
+    found = verdict.estimate
+    assert found is not None and found.mean * 100 == pytest.approx(-10 / 3)  # AutoS - SynFlow
+    assert found.ci_low * 100 == pytest.approx(-10 / 3 - half)
+    assert (found.design, found.unit, found.n) == ("seeds", "pairs", 3)
 
 
 def test_only_seeds_present_for_both_are_paired() -> None:
@@ -97,31 +102,39 @@ def test_only_seeds_present_for_both_are_paired() -> None:
     assert diff.ci_low * 100 == pytest.approx(-8.5 - T_975[1] * math.sqrt(0.5) / math.sqrt(2))  # sd / sqrt(n)
 
 
+CHOSEN_ON_TEST = "(chosen on the test set: no validation split was held out)"
+NO_SOURCE = "(two-sided paired t-test over n=3 seed pairs). Source spreads: n/a (no source model involved)."
+
+
 @pytest.mark.parametrize(("autos", "synflow", "verdict", "sentence"), [
     ([0.40, 0.42, 0.41], [0.45, 0.46, 0.47], "worse",
-     "t at 98% sparsity: AutoS 41.0 ± 1.0 is worse than the best single-shot baseline SynFlow 46.0 ± 1.0 "
-     "(paired difference \u22125.0, 95% CI [\u22127.5, \u22122.5], n=3)."),
+     f"t at 98% sparsity: AutoS 41.0 ± 1.0 is worse than the best single-shot baseline SynFlow 46.0 ± 1.0 "
+     f"{CHOSEN_ON_TEST}: paired difference \u22125.0 points, 95% CI \u22127.5 to \u22122.5, Holm-adjusted p = 0.013 "
+     f"{NO_SOURCE}"),
     ([0.45, 0.46, 0.47], [0.40, 0.42, 0.41], "better",
-     "t at 98% sparsity: AutoS 46.0 ± 1.0 is better than the best single-shot baseline SynFlow 41.0 ± 1.0 "
-     "(paired difference +5.0, 95% CI [2.5, 7.5], n=3)."),
-    ([0.50, 0.52, 0.51], [0.53, 0.54, 0.56], "indistinguishable",
-     "t at 98% sparsity: AutoS 51.0 ± 1.0 is indistinguishable from the best single-shot baseline SynFlow "
-     "54.3 ± 1.5 (paired difference \u22123.3, 95% CI [\u22127.1, 0.5], n=3)."),
+     f"t at 98% sparsity: AutoS 46.0 ± 1.0 is better than the best single-shot baseline SynFlow 41.0 ± 1.0 "
+     f"{CHOSEN_ON_TEST}: paired difference +5.0 points, 95% CI 2.5 to 7.5, Holm-adjusted p = 0.013 {NO_SOURCE}"),
+    ([0.50, 0.52, 0.51], [0.53, 0.54, 0.56], "no significant difference",
+     f"t at 98% sparsity: AutoS 51.0 ± 1.0 vs the best single-shot baseline SynFlow 54.3 ± 1.5 {CHOSEN_ON_TEST}: no "
+     "significant difference (95% CI \u22127.1 to 0.5); paired difference \u22123.3 points, Holm-adjusted p = 0.063 "
+     f"{NO_SOURCE}"),
 ])
 def test_verdict_wording(autos: list[float], synflow: list[float], verdict: str, sentence: str) -> None:
     payload = _payload({"autos": autos, "synflow": synflow, "random": [0.1, 0.1, 0.1]})
     (found,) = target_verdicts(payload, RECORDS)
     assert found.verdict == verdict
     assert verdict_sentence(found, RECORDS) == sentence
+    assert "matches" not in sentence and "indistinguishable" not in sentence
 
 
 def test_one_seed_gives_no_verdict_and_no_fake_std() -> None:
     payload = _payload({"autos": [0.40], "synflow": [0.45]}, seeds=(0,))
     (found,) = target_verdicts(payload, RECORDS)
-    assert found.verdict == "no verdict" and found.diff is not None and found.diff.n == 1
+    assert found.verdict == "no verdict" and found.estimate is not None and found.estimate.n == 1
     sentence = verdict_sentence(found, RECORDS)
-    assert sentence == ("t at 98% sparsity: AutoS 40.0 (n=1) vs the best single-shot baseline SynFlow 45.0 (n=1): "
-                        "paired difference \u22125.0 from one seed only, so no verdict is possible (one seed).")
+    assert sentence == ("t at 98% sparsity: AutoS 40.0 (n=1) vs the best single-shot baseline SynFlow 45.0 (n=1) "
+                        f"{CHOSEN_ON_TEST}: paired difference \u22125.0 points from one seed only, so no verdict is "
+                        "possible.")
     assert "±" not in sentence and "CI" not in sentence
     cell = cell_stats(payload.rows)[("autos", 0.98)]
     assert format_cell(cell) == "40.0 (n=1)"
@@ -129,10 +142,11 @@ def test_one_seed_gives_no_verdict_and_no_fake_std() -> None:
     assert "40.0 (n=1)" in markdown and "± 0.0" not in markdown
     table = paired_table(payload.rows)
     assert table is not None and table.rows == [["synflow", "+5.0 (n=1)"]]
-    record = verdict_metrics({"t": payload}, RECORDS)["t@0.98"]
-    assert record == {"target": "t", "sparsity": 0.98, "autos_mean": 40.0, "best_baseline": "synflow",
-                      "baseline_mean": 45.0, "diff": -5.0, "ci_low": None, "ci_high": None, "n": 1,
-                      "verdict": "no verdict"}
+    record = verdict_metrics({"t": payload}, RECORDS)["t@0.98@autos"]
+    assert {k: record[k] for k in ("method_mean", "best_baseline", "baseline_mean", "diff", "ci_low", "ci_high", "p",
+                                   "p_adjusted", "n", "unit", "verdict")} == {
+        "method_mean": 40.0, "best_baseline": "synflow", "baseline_mean": 45.0, "diff": -5.0, "ci_low": None,
+        "ci_high": None, "p": None, "p_adjusted": None, "n": 1, "unit": "pairs", "verdict": "no verdict"}
 
 
 ACCS = {"autos": [0.40, 0.41, 0.42], "snip": [0.38, 0.39, 0.40], "synflow": [0.44, 0.45, 0.46],
@@ -163,15 +177,16 @@ def test_verdict_without_baseline_or_shared_seed() -> None:
     assert "no single-shot baseline ran at this sparsity" in verdict_sentence(found, RECORDS)
     (found,) = target_verdicts(TargetResults("t", _rows(_row("autos", 0.9, 0, 0.5), _row("snip", 0.9, 1, 0.4))),
                                RECORDS)
-    assert found.verdict == "no verdict" and found.diff is None
+    assert found.verdict == "no verdict" and found.estimate is None
     assert "share no seed" in verdict_sentence(found, RECORDS)
 
 
 def test_identical_differences_give_a_point_interval() -> None:
     payload = _payload({"autos": [0.40, 0.41, 0.42], "snip": [0.40, 0.41, 0.42]})
     (found,) = target_verdicts(payload, RECORDS)
-    assert found.diff is not None and found.diff.ci_low == found.diff.ci_high == pytest.approx(0.0, abs=1e-12)
-    assert found.verdict == "indistinguishable"
+    d = found.estimate
+    assert d is not None and d.ci_low == d.ci_high == pytest.approx(0.0, abs=1e-12) and d.p == 1.0
+    assert found.verdict == "equivalent"  # a zero-width interval at 0 lies inside any margin
 
 
 def test_study_without_autos_has_no_paired_table_and_does_not_crash(tmp_path: Path) -> None:
@@ -184,7 +199,7 @@ def test_study_without_autos_has_no_paired_table_and_does_not_crash(tmp_path: Pa
     with (tmp_path / "paired.csv").open(newline="") as fh:
         assert len(list(csv.reader(fh))) == 1  # the header only
     assert "Paired difference" not in (tmp_path / "t.md").read_text()
-    assert "AutoS did not run on any target" in (tmp_path / "summary.md").read_text()
+    assert "No method under test (autos) ran on any target" in (tmp_path / "summary.md").read_text()
 
 
 def test_paired_csv_verdicts_json_and_summary(tmp_path: Path) -> None:
@@ -203,15 +218,25 @@ def test_paired_csv_verdicts_json_and_summary(tmp_path: Path) -> None:
     assert float(syn["autos_mean_pct"]) == pytest.approx(51.0)
     assert lines["snip+invert"]["modifier"] == "invert"
     verdicts = json.loads((tmp_path / "verdicts.json").read_text())
-    assert verdicts == {"t@0.98": {"target": "t", "sparsity": 0.98, "autos_mean": 51.0, "best_baseline": "synflow",
-                                   "baseline_mean": 54.33, "diff": -3.33, "ci_low": round(-10 / 3 - half, 2),
-                                   "ci_high": round(-10 / 3 + half, 2), "n": 3, "verdict": "indistinguishable"}}
+    assert list(verdicts) == ["t@0.98@autos"]
+    record = verdicts["t@0.98@autos"]
+    assert {k: record[k] for k in ("target", "sparsity", "method", "best_baseline", "baseline_chosen_on",
+                                   "method_mean", "baseline_mean", "diff", "ci_low", "ci_high", "n", "unit",
+                                   "test", "correction", "equivalence_margin", "verdict")} == {
+        "target": "t", "sparsity": 0.98, "method": "autos", "best_baseline": "synflow", "baseline_chosen_on": "test",
+        "method_mean": 51.0, "baseline_mean": 54.33, "diff": -3.33, "ci_low": round(-10 / 3 - half, 2),
+        "ci_high": round(-10 / 3 + half, 2), "n": 3, "unit": "pairs", "test": "two-sided paired t-test",
+        "correction": "holm", "equivalence_margin": 2.0, "verdict": "no significant difference"}
+    assert record["p_adjusted"] == record["p"] == pytest.approx(0.0634, abs=1e-4)  # one verdict: Holm changes nothing
     summary = (tmp_path / "summary.md").read_text()
-    assert "## AutoS vs the best single-shot baseline" in summary
-    assert "is indistinguishable from the best single-shot baseline SynFlow" in summary
-    assert summary.count("is indistinguishable from") == 1  # not repeated inside the target's section
+    assert "## AutoS vs the best single-shot baseline" in summary and "**Statistical model.**" in summary
+    assert "vs the best single-shot baseline SynFlow 54.3 ± 1.5 (chosen on the test set: no validation split was " \
+        "held out): no significant difference (95% CI \u22127.1 to 0.5)" in summary
+    assert summary.count("no significant difference (95% CI") == 1  # not repeated inside the target's section
+    assert "| t | 98% | AutoS | SynFlow (test) | \u22123.3 | \u22127.1 to 0.5 | 3 pairs | 0.063 | 0.063 | \u2014 | " \
+        "\u2014 | no significant difference |" in summary
     page = (tmp_path / "t.md").read_text()
-    assert "**Paired difference to AutoS**" in page and "is indistinguishable from" in page
+    assert "**Paired difference to AutoS**" in page and "no significant difference (95% CI" in page
 
 
 def test_a_method_known_only_from_the_records_gets_its_title_and_baseline_status(tmp_path: Path) -> None:
@@ -232,7 +257,7 @@ def test_a_method_known_only_from_the_records_gets_its_title_and_baseline_status
     build_report({"t": payload}, None, None, tmp_path, records=records)
     with (tmp_path / "paired.csv").open(newline="") as fh:
         assert {r["label"]: r["kind"] for r in csv.DictReader(fh)}["zap"] == "pai"
-    assert json.loads((tmp_path / "verdicts.json").read_text())["t@0.98"]["best_baseline"] == "zap"
+    assert json.loads((tmp_path / "verdicts.json").read_text())["t@0.98@autos"]["best_baseline"] == "zap"
     # a method with neither record nor recorded kind: its name, never a baseline
     (found,) = target_verdicts(payload, RECORDS)
     assert found.baseline == "snip"
@@ -248,9 +273,10 @@ def test_stage_logs_verdicts_under_valid_mlflow_keys() -> None:
 
     payload = _payload({"autos": [0.50, 0.52, 0.51], "synflow": [0.53, 0.54, 0.56]}, sparsity=0.995,
                        target="vgg16_cifar10")
-    metrics = verdict_mlflow_metrics(verdict_metrics({"vgg16_cifar10": payload}, RECORDS))
-    assert metrics["verdict/vgg16_cifar10/s99.5/diff"] == pytest.approx(-3.33)
-    assert metrics["verdict/vgg16_cifar10/s99.5/n"] == 3.0
+    metrics = verdict_mlflow_metrics(report_metrics(study_verdicts({"vgg16_cifar10": payload}, RECORDS)))
+    assert metrics["verdict/vgg16_cifar10/s99.5/autos/diff"] == pytest.approx(-3.33)
+    assert metrics["verdict/vgg16_cifar10/s99.5/autos/n"] == 3.0
+    assert metrics["verdict/vgg16_cifar10/s99.5/autos/p_adjusted"] == pytest.approx(0.0634, abs=1e-4)
     assert all(re.fullmatch(r"[\w\-. /]+", key) for key in metrics)
 
 
@@ -268,6 +294,7 @@ def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, mon
     repo = Path(__file__).resolve().parents[1]
     raw = yaml.safe_load((repo / "configs" / "smoke.yaml").read_text())
     raw["tracking"]["enabled"] = False
+    raw["transfer"]["method_settings"].pop("autos", None)  # whatever the profile sets, AutoS runs as registered here
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     shutil.copy(repo / "paths.yaml", tmp_path / "paths.yaml")
     target = next(iter(raw["transfer"]["targets"]))
@@ -280,8 +307,12 @@ def test_report_stage_writes_verdicts_to_reports_and_metrics(tmp_path: Path, mon
     main(StageContext(name="report", cfg=parse_study(raw), args=argparse.Namespace(params="params.yaml"),
                       root=tmp_path, paths=paths))
     verdicts = json.loads((paths.reports / "verdicts.json").read_text())
-    assert verdicts == json.loads((paths.metrics / "report.json").read_text())
-    assert verdicts[f"{target}@0.98"]["verdict"] == "worse" and verdicts[f"{target}@0.98"]["n"] == 3
+    metrics = json.loads((paths.metrics / "report.json").read_text())
+    key = f"{target}@0.98@autos"
+    assert list(metrics) == list(verdicts) == [key]  # flat: one small dict of numbers per verdict, for dvc metrics
+    assert metrics[key] == {name: verdicts[key][name]
+                            for name in ("diff", "ci_low", "ci_high", "p_adjusted", "n", "verdict")}
+    assert metrics[key]["verdict"] == "worse" and metrics[key]["n"] == 3
     assert (paths.reports / "svg" / f"{target}.svg").is_file() and (paths.reports / "summary.md").is_file()
     # the stage hands the report the registry's records (titles) and the study's source (smoke: resnet18, width 4)
     summary = (paths.reports / "summary.md").read_text().splitlines()

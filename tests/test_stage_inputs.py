@@ -42,7 +42,7 @@ def study(tmp_path, shared_data, monkeypatch) -> Path:
     shutil.copy(REPO / "paths.yaml", tmp_path / "paths.yaml")
     cfg = parse_study(raw)
     model = build_model(cfg.source.model, num_classes=10, width=cfg.source.width, input_size=32, seed=cfg.seed)
-    irp = tmp_path / "data" / "irp"
+    irp = tmp_path / "data" / "irp" / "0"  # source seed 0
     irp.mkdir(parents=True)
     torch.save(model.state_dict(), irp / "init.pt")
     torch.save({n: torch.zeros(p.shape, dtype=torch.int8) for n, p in prunable_parameters(model).items()},
@@ -57,8 +57,8 @@ def _features(root: Path) -> None:
     from autos.pipeline.features import run as main
 
     raw = yaml.safe_load((root / "params.yaml").read_text())
-    main(StageContext(name="features", cfg=parse_study(raw), args=argparse.Namespace(params=str(root / "params.yaml")),
-                      root=root, paths=study_paths(root)))
+    args = argparse.Namespace(params=str(root / "params.yaml"), source_seed=0)
+    main(StageContext(name="features", cfg=parse_study(raw), args=args, root=root, paths=study_paths(root)))
 
 
 def _garbage(path: Path) -> None:
@@ -93,7 +93,7 @@ def _survival_out_of_range(path: Path) -> None:
     ("survival.pt", _survival_out_of_range, "outside 0..2 (irp.num_rounds)"),
 ])
 def test_features_stage_names_the_bad_irp_output(study, name, corrupt, message) -> None:
-    path = study / "data" / "irp" / name
+    path = study / "data" / "irp" / "0" / name
     corrupt(path)
     with pytest.raises(DataError, match=re.escape(message)) as err:
         _features(study)
@@ -102,11 +102,12 @@ def test_features_stage_names_the_bad_irp_output(study, name, corrupt, message) 
 
 
 def test_features_stage_exits_1_with_one_line_not_a_traceback(study) -> None:
-    _garbage(study / "data" / "irp" / "init.pt")
+    _garbage(study / "data" / "irp" / "0" / "init.pt")
     env = {**os.environ, "AUTOS_ROOT": str(study), "PYTHONPATH": str(REPO), "AUTOS_LOG_LEVEL": "WARNING"}
-    proc = subprocess.run([sys.executable, "-m", "stages.features", "--params", "params.yaml"], cwd=study, env=env,
+    proc = subprocess.run([sys.executable, "-m", "stages.features", "--params", "params.yaml", "--source-seed", "0"],
+                          cwd=study, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("features: ") and str(study / "data" / "irp" / "init.pt") in lines[0]
+    assert lines[0].startswith("features: ") and str(study / "data" / "irp" / "0" / "init.pt") in lines[0]

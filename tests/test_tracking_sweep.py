@@ -27,8 +27,9 @@ from test_tracking import client_for, empty_db, store  # noqa: F401  (fixtures: 
 from autos.config import ExecutionConfig
 from autos.study import parse_study
 from autos.sweep import executors
-from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, plan_cells
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore
 from autos.sweep.executors import CellTask
+from autos.sweep.plan import plan_cells
 from autos.sweep.records import RunKey
 from autos.tracking import Tracker
 from autos.tracking.sweep import SweepRuns, log_sweep_summary, metric_label, parent_metrics
@@ -104,7 +105,7 @@ def test_runs_are_live_named_unique_and_summarised(store: Path, monkeypatch: pyt
     client = client_for(store)
     seen_live: list[tuple[str, str]] = []
 
-    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None, validation: object = None) -> CellResult:
         cid = dict(cells)[key]
         experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
         live = client.search_runs([experiment_id], filter_string=f"tags.cell = '{cid}'")
@@ -154,12 +155,14 @@ def test_runs_are_live_named_unique_and_summarised(store: Path, monkeypatch: pyt
     assert {a.path for a in client.list_artifacts(parent_id, "plots")} == {"plots/accuracy_vs_sparsity.png"}
 
 
-def test_cached_cells_are_not_logged_twice(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_cached_cells_are_referenced_not_retrained(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A later sweep lists every cell too: a cached cell's run there refers to the run that computed it (its numbers
+    copied, nothing retrained, no figure), so every experiment's run list holds all its cells."""
     cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=[])
     cells = _cells(cfg)
     computed: list[str] = []
 
-    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None, validation: object = None) -> CellResult:
         computed.append(key.name)
         return _fake_rows(cfg, key)
 
@@ -167,14 +170,22 @@ def test_cached_cells_are_not_logged_twice(store: Path, monkeypatch: pytest.Monk
     second, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
     assert len(computed) == 2  # the re-run restored both cells
     runs = _runs(store)
-    assert len(_children(runs, first)) == 2 and _children(runs, second) == []
+    originals = {r.data.tags["cell"]: r for r in _children(runs, first)}
+    references = {r.data.tags["cell"]: r for r in _children(runs, second)}
+    assert len(originals) == 2 and set(references) == set(originals)
+    client = client_for(store)
+    for cid, ref in references.items():
+        assert ref.data.tags["autos.reference_to"] == originals[cid].info.run_id and ref.info.status == "FINISHED"
+        assert ref.data.metrics["final_test_acc"] == originals[cid].data.metrics["final_test_acc"]
+        assert client.list_artifacts(ref.info.run_id, "plots") == []  # the numbers only
+        assert client.list_artifacts(originals[cid].info.run_id, "plots") != []
     assert client_for(store).get_run(second).data.tags["autos.cells_cached"] == "2"
     summary = client_for(store).get_run(second).data.metrics
     assert summary["acc/random/s90/mean"] == 45.0 and summary["acc/random/s90/n"] == 1
     assert "acc/random/s90/std" not in summary  # no spread from one seed
 
     # Rows saved, their runs in MLflow, the "logged" flag lost (a kill between ending the runs and saving the flag):
-    # the next run finds the runs by their cell id and logs nothing again.
+    # the next run finds the computing runs by their cell id and refers to them, it does not log them again.
     cell_store = CellStore(store / "cells")
     for key, cid in cells:
         cached = cell_store.load(key, cid)
@@ -182,7 +193,8 @@ def test_cached_cells_are_not_logged_twice(store: Path, monkeypatch: pytest.Monk
         cached.logged = False
         cell_store.save(cached)
     third, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
-    assert _children(_runs(store), third) == []
+    third_runs = _children(_runs(store), third)
+    assert {r.data.tags["autos.reference_to"] for r in third_runs} == {r.info.run_id for r in originals.values()}
     assert len(computed) == 2
 
 
@@ -195,7 +207,7 @@ def test_unlogged_cached_cell_is_logged_once(store: Path, monkeypatch: pytest.Mo
         result.cell_id = cid
         cell_store.save(result)
 
-    def execute(task: CellTask, key: CellKey, data: object = None) -> CellResult:
+    def execute(task: CellTask, key: CellKey, data: object = None, validation: object = None) -> CellResult:
         raise AssertionError("a cached cell must not run")
 
     first, _ = _sweep(store, cfg, cells, store / "cells", execute, monkeypatch)
@@ -207,7 +219,8 @@ def test_unlogged_cached_cell_is_logged_once(store: Path, monkeypatch: pytest.Mo
     assert all(r.data.tags.get("autos.restored") == "true" and r.info.status == "FINISHED" for r in logged)
     variant = [r for cell in logged for r in _children(runs, cell.info.run_id)]
     assert [r.info.run_name for r in variant] == [f"{TARGET} / random+shuffle / s=90% / seed 0"]
-    assert _children(runs, second) == []
+    # logged once in full; the next sweep refers to those runs
+    assert {r.data.tags.get("autos.reference_to") for r in _children(runs, second)} == {r.info.run_id for r in logged}
     assert all(c.logged for c in (cell_store.load(k, cid) for k, cid in cells) if c is not None)
 
 
@@ -216,7 +229,7 @@ def test_a_failing_cell_ends_failed_and_an_interrupted_one_killed(store: Path,  
     cfg = _config(methods=["random"], sparsities=[0.9], seeds=[0], modifiers=[])
     cells = _cells(cfg)
 
-    def broken(task: CellTask, key: CellKey, data: object = None) -> CellResult:
+    def broken(task: CellTask, key: CellKey, data: object = None, validation: object = None) -> CellResult:
         if key.method == "random":
             raise RuntimeError("boom\nout of memory in layer 3")
         return _fake_rows(cfg, key)
@@ -229,7 +242,7 @@ def test_a_failing_cell_ends_failed_and_an_interrupted_one_killed(store: Path,  
     assert failed.info.status == "FAILED" and failed.data.tags["error"] == "out of memory in layer 3"
     assert client_for(store).get_run(parent).info.status == "FAILED"
 
-    def interrupted(task: CellTask, key: CellKey, data: object = None) -> CellResult:
+    def interrupted(task: CellTask, key: CellKey, data: object = None, validation: object = None) -> CellResult:
         raise KeyboardInterrupt
 
     parent, outcome = _sweep(store, cfg, cells, store / "b", interrupted, monkeypatch)

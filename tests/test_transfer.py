@@ -17,8 +17,8 @@ from autos.pruners import PRUNERS
 from autos.pruners.base import PruneContext
 from autos.study import parse_study
 from autos.sweep import modifiers
-from autos.sweep.cells import plan_cells
 from autos.sweep.modifiers import MODIFIERS
+from autos.sweep.plan import plan_cells
 from autos.sweep.run_cell import run_cell
 from autos.training.batches import dataset_classes
 
@@ -31,18 +31,20 @@ def run_target(cfg, target: str, data, *, build, cache_dir: Path) -> list[dict]:
             for row in run_cell(cfg, key, data, build=build, device=torch.device("cpu"), cache_dir=cache_dir).rows]
 
 
-def _config(methods: list[str], modifiers: list[str], settings: dict) -> object:
+def _config(methods: list[str], modifiers: list[str], settings: dict, variants: dict | None = None) -> object:
     raw = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
     raw["transfer"].update(methods=methods, modifiers=modifiers, method_settings=settings, sparsities=[0.5, 0.8],
-                           dense=True)
+                           dense=True, variants=variants or {})
     raw["training"].update(batch_size=16)
     return parse_study(raw)
 
 
 def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
-    cfg = _config(["random", "snip", "synflow", "lottery_jackpots"], ["shuffle", "reinit", "invert"],
-                  {"snip": {"batch_size": 16}, "synflow": {"iterations": 3},
-                   "lottery_jackpots": {"dense_epochs": 1, "search_epochs": 1, "search_batch_size": 16}})
+    # SynFlow with 3 rounds is a variant of its own name (synflow is 100): the rows say which ran
+    cfg = _config(["random", "snip", "synflow3", "lottery_jackpots"], ["shuffle", "reinit", "invert"],
+                  {"snip": {"batch_size": 16},
+                   "lottery_jackpots": {"dense_epochs": 1, "search_epochs": 1, "search_batch_size": 16}},
+                  variants={"synflow3": {"method": "synflow", "settings": {"iterations": 3}}})
     build = lambda seed: build_model("vgg16_bn", num_classes=4, width=4, input_size=32, seed=seed)  # noqa: E731
     rows = run_target(cfg, "vgg16_cifar10", tiny_data, build=build, cache_dir=tmp_path)
     by_key = {(r["method"], r["modifier"], r["sparsity"]): r for r in rows}
@@ -52,7 +54,7 @@ def test_rows_modifiers_and_evaluate_only(tiny_data, tmp_path) -> None:
         for method in ("random", "snip"):
             variants = {m for (meth, m, s) in by_key if meth == method and s == sparsity}
             assert variants == {"", "shuffle", "reinit", "invert"}
-        for method in ("synflow", "lottery_jackpots"):
+        for method in ("synflow3", "lottery_jackpots"):
             assert {m for (meth, m, s) in by_key if meth == method and s == sparsity} == {"", "shuffle", "reinit"}
         base, shuffled = by_key[("snip", "", sparsity)], by_key[("snip", "shuffle", sparsity)]
         for layer, density in base["layer_density"].items():  # shuffle keeps per-layer densities exactly

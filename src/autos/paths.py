@@ -29,6 +29,16 @@ class StudyPaths:
     metrics: Path
     reports: Path
 
+    # One folder per source run (``sources.seeds``): IRP, its feature table and the scorer fitted on it.
+    def source_irp(self, seed: int) -> Path:
+        return self.irp / str(seed)
+
+    def source_features(self, seed: int) -> Path:
+        return self.features / str(seed) / "source.parquet"
+
+    def source_scorer(self, seed: int) -> Path:
+        return self.scorer / str(seed)
+
 
 def study_paths(root: Path) -> StudyPaths:
     table_file = root / PATHS_FILE

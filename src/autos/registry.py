@@ -78,3 +78,5 @@ class MethodRecord:
     reads_scorer: bool  # reads the study's trained AutoS scorer: its cells re-run when the scorer changes
     settings: type[Any]  # the method's pydantic Settings model
     module: str  # where it lives (``autos.pruners.synflow``)
+    variant_of: str | None = None  # a variant (``transfer.variants``): the registered method it runs
+    variant_settings: dict[str, Any] | None = None  # ...and the settings it runs with (the given ones)

@@ -301,6 +301,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"registered model ({', '.join(MODELS.names())}) or package.module:factory")
     p.add_argument("--width", type=int, default=None, help=f"registered models: width (default {DEFAULT_WIDTH})")
     p.add_argument("--method", default="autos", help=f"pruning method (default: autos): {', '.join(PRUNERS.names())}")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module of your own to import first (it registers methods), e.g. my_package.my_methods")
     p.add_argument("--settings", nargs="+", default=None, metavar="SETTING",
                    help="the method's settings: one JSON object or key=value pairs")
     p.add_argument("--scorer", default=None, help="--method autos: the scorer directory (train_scorer's output)")
@@ -323,7 +325,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_cli_plugins(argv: list[str] | None) -> None:
+    """``--plugin module`` (repeatable): import a user's module that registers methods, before the full parser
+    (whose --method help lists every method) is built; the current directory first on the path, like ``python -m``."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    if not known.plugin:
+        return
+    from autos.study import load_plugins
+
+    with _cwd_importable():
+        load_plugins(known.plugin, "--plugin")
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        load_cli_plugins(argv)
+    except AutosError as exc:
+        print(f"autos-prune: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser().parse_args(argv)
     try:
         summary = prune_from_args(args)

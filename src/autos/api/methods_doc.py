@@ -23,6 +23,9 @@ Kinds: `pai` selects at initialization, `early` trains a little first, `trained`
 Score methods (`ScorePruner`) share `scope`, `iterations`, `invert` and `layer_floor`
 (`autos.pruners.base.ScoreSettings`): any of them runs one-shot or on Synaptic-Flow's iterative schedule, with or
 without a floor on every layer's kept count; every result records the scope it used.
+A setting that changes which weights are selected (marked *selection* below) is not set under the method's own
+name in a profile: a different selection is a variant with a name of its own (`transfer.variants`: method,
+settings, title), reported as its own row (docs/architecture.md, "A method's name says what ran").
 The formulas, reference settings and pitfalls behind each method are cited in its module's comments, from the
 research digests `docs/reference/methods.md` and `docs/reference/autos.md`.
 """
@@ -46,6 +49,8 @@ def _settings_rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             type_name = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
         default = json.dumps(field.default) if field.default is not None else "null"
         description = (field.description or "").replace("|", "/")
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("selection"):
+            description = "*selection* (a variant's, not the method's own name's): " + description
         rows.append(f"| `{prefix}{name}` | {type_name.replace('|', '/')} | `{default}` | {description} |")
     return rows
 

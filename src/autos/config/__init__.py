@@ -1,6 +1,7 @@
 """Typed, strict study configuration: one pydantic model per ``params.yaml`` section (``sections``), the whole file
 (``study_config.StudyConfig``), reading it (``loading``) and what validation asks of the registries (``catalog``);
-the bounds and their reasons (``limits``), ``execution`` (``execution``), the study root (``root``).
+the bounds and their reasons (``limits``), ``execution`` (``execution``), ``transfer`` and ``sources``
+(``transfer``: methods, variants, seeds), the study root (``root``).
 
 Unknown keys, wrong types, out-of-range values, unknown registry names and sections that contradict each other all
 fail at load, together, each with its dotted path and the allowed values or range (``ConfigError``). This package
@@ -13,6 +14,7 @@ from autos.config.catalog import Catalog
 from autos.config.execution import ExecutionConfig
 from autos.config.limits import MAX_BATCH_SIZE, MAX_SCORER_BATCH_SIZE, MAX_SEED, Strict
 from autos.config.loading import load_config, parse_config, read_params
+from autos.config.report import ReportConfig
 from autos.config.sections import (
     DataConfig,
     DatasetSettings,
@@ -23,12 +25,13 @@ from autos.config.sections import (
     ScorerConfig,
     TrackingConfig,
     TrainRecipe,
-    TransferConfig,
 )
 from autos.config.study_config import StudyConfig
+from autos.config.transfer import SourcesConfig, TransferConfig, VariantSpec, selection_fields
 
 __all__ = [
     "MAX_BATCH_SIZE", "MAX_SCORER_BATCH_SIZE", "MAX_SEED", "Catalog", "DataConfig", "DatasetSettings",
-    "ExecutionConfig", "FeaturesConfig", "IRPConfig", "ModelSpec", "PruningConfig", "ScorerConfig", "Strict",
-    "StudyConfig", "TrackingConfig", "TrainRecipe", "TransferConfig", "load_config", "parse_config", "read_params",
+    "ExecutionConfig", "FeaturesConfig", "IRPConfig", "ModelSpec", "PruningConfig", "ReportConfig", "ScorerConfig",
+    "SourcesConfig", "Strict", "StudyConfig", "TrackingConfig", "TrainRecipe", "TransferConfig", "VariantSpec",
+    "load_config", "parse_config", "read_params", "selection_fields",
 ]

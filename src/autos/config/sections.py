@@ -34,7 +34,6 @@ from autos.config.limits import (
     LearningRate,
     PositiveInt,
     Seed,
-    Sparsity,
     Strict,
     UnitOpen,
     check_path_names,
@@ -258,104 +257,6 @@ class ScorerConfig(Strict):
         if self._typed is None:
             raise RuntimeError(_NOT_RESOLVED)
         return self._typed
-
-
-class TransferConfig(Strict):
-    targets: dict[str, ModelSpec]
-    methods: list[str]
-    method_settings: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    sparsities: list[Sparsity]
-    seeds: list[Seed] = [0]
-    dense: bool = Field(default=True, description="also train each target dense (the sparsity-0 row)")
-    modifiers: list[str] = Field(
-        default_factory=list, description="sanity checks applied to every method's mask (Frankle et al. 2021; "
-        "autos.sweep.modifiers: shuffle, reinit, invert)"
-    )
-    modifier_methods: list[str] | None = Field(
-        default=None,
-        description="the methods the modifiers apply to (null: every method); e.g. [autos] asks only whether "
-        "AutoS's effect comes from its per-layer densities (shuffle) at a fraction of the cost",
-    )
-
-    def modifiers_for(self, method: str) -> list[str]:
-        """The sanity checks run on ``method``'s mask (none for the dense row)."""
-        if self.modifier_methods is not None and method not in self.modifier_methods:
-            return []
-        return list(self.modifiers)
-
-    @model_validator(mode="after")
-    def _modifier_methods_listed(self) -> TransferConfig:
-        unknown = [m for m in self.modifier_methods or [] if m not in self.methods]
-        if unknown:
-            raise ValueError(f"modifier_methods: {', '.join(map(repr, unknown))} not in transfer.methods "
-                             f"(allowed: {', '.join(self.methods)})")
-        return self
-
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        problems = []
-        for name in value:
-            try:
-                _check_name("method", name, info)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if not value:
-            problems.append("at least one method is required")
-        if len(set(value)) != len(value):
-            problems.append("methods are listed twice")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
-    _sparsities = field_validator("sparsities")(classmethod(lambda cls, v: _nonempty_unique(v, "sparsity")))
-    _seeds = field_validator("seeds")(classmethod(lambda cls, v: _nonempty_unique(v, "seed")))
-
-    @field_validator("method_settings")
-    @classmethod
-    def _settings(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> dict[str, dict[str, Any]]:
-        catalog = _catalog(info)
-        if catalog is not None:
-            _validate_settings(catalog, "method", value)
-        return value
-
-    @field_validator("modifiers")
-    @classmethod
-    def _known_modifiers(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        for name in value:
-            _check_name("modifier", name, info)
-        repeated = sorted({v for v in value if value.count(v) > 1})
-        if repeated:  # would train the same variant twice and give duplicate rows
-            raise ValueError(f"each modifier must be listed once; repeated: {', '.join(map(repr, repeated))}")
-        return value
-
-    _typed: dict[str, BaseModel] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _resolve_settings(self, info: ValidationInfo) -> TransferConfig:
-        catalog = _catalog(info)
-        if catalog is not None:  # valid by now (the field validator reported any problem): keep the typed values
-            names = dict.fromkeys([*self.methods, *self.method_settings])
-            self._typed = _validate_settings(catalog, "method", {m: self.method_settings.get(m) for m in names})
-        return self
-
-    def settings_of(self, method: str) -> BaseModel:
-        """``method_settings.<method>`` as the method's typed Settings, defaults filled in: validated once, at load
-        (``autos.study.load_study``); the pruner receives this object."""
-        try:
-            return self._typed[method]
-        except KeyError:
-            if not self._typed:
-                raise RuntimeError(_NOT_RESOLVED) from None
-            raise KeyError(f"method {method!r} is not in this study (methods: {', '.join(self.methods)})") from None
-
-    @field_validator("targets")
-    @classmethod
-    def _some_targets(cls, value: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
-        if not value:  # e.g. `dvc exp run -S 'transfer.targets={}'`: a study with nothing to transfer to
-            raise ValueError("at least one target is required")
-        check_path_names("target", value)
-        return value
 
 
 class TrackingConfig(Strict):

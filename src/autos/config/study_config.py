@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from autos.config.catalog import Catalog, _catalog, _validate_settings
 from autos.config.execution import ExecutionConfig
 from autos.config.limits import Seed, Strict, problems_error
+from autos.config.report import ReportConfig
 from autos.config.sections import (
     DataConfig,
     FeaturesConfig,
@@ -19,11 +20,14 @@ from autos.config.sections import (
     ScorerConfig,
     TrackingConfig,
     TrainRecipe,
-    TransferConfig,
 )
+from autos.config.transfer import SourcesConfig, TransferConfig
 
 
 class StudyConfig(Strict):
+    plugins: list[str] = Field(
+        default_factory=list, description="modules imported before anything else (``autos.study.load_plugins``): "
+        "out-of-tree methods, models or datasets that register themselves, e.g. my_package.my_methods")
     seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig
@@ -34,6 +38,8 @@ class StudyConfig(Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     transfer: TransferConfig
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
@@ -52,6 +58,7 @@ class StudyConfig(Strict):
         problems = _cross_section_problems(self.data, _model_specs(self.source, self.transfer.targets),
                                            self.features, self.scorer, _catalog(info))
         problems += _epoch_problems(self.training, self.source, self.transfer.targets, self.irp)
+        problems += _design_problems(self.transfer, self.sources, self.report, _catalog(info))
         if problems:
             # one error carrying every problem (full dotted paths), expanded into lines by format_errors
             raise problems_error(problems)
@@ -138,3 +145,18 @@ def _salvage_cross_section_problems(raw: dict[str, Any], catalog: Catalog | None
     )
     return problems + _epoch_problems(subset(TrainRecipe, raw.get("training"), ("epochs", "warmup_epochs")), source,
                                       specs, subset(IRPConfig, raw.get("irp"), ("epochs_per_round",)))
+
+
+def _design_problems(transfer: TransferConfig, sources: SourcesConfig, report: ReportConfig,
+                     catalog: Catalog | None) -> list[str]:
+    """What the report's verdicts and the sources' pairing ask of the transfer section."""
+    # a method under test that does not run in this study has no verdict (the report says so); a name that is
+    # neither a registered method nor a declared variant is a typo
+    known = [*transfer.methods, *transfer.variants, *(catalog.names("method") if catalog is not None else [])]
+    problems = [f"report.under_test: {name!r} is no method of this study (allowed: {', '.join(transfer.methods)} or "
+                "a registered method)" for name in report.under_test if catalog is not None and name not in known]
+    if sources.pairing == "paired" and len(sources.seeds) != len(transfer.seeds):
+        problems.append(f"sources.pairing: 'paired' meets source i with target seed i, so it needs as many sources "
+                        f"as target seeds; got {len(sources.seeds)} source seed(s) and {len(transfer.seeds)} target "
+                        "seed(s) (allowed: equal counts, or pairing 'crossed')")
+    return problems

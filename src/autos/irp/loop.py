@@ -240,6 +240,15 @@ def _resume_from(path: Path, model_state: Mapping[str, Tensor], names: list[str]
         return None
 
 
+def _densities(cfg: IRPConfig, schedule: Sequence[float] | None) -> list[float]:
+    """The density after each round: ``schedule`` when given (``cfg.num_rounds`` of them), else ``cfg.schedule``'s."""
+    densities = list(schedule) if schedule is not None else round_densities(cfg.schedule, cfg.num_rounds,
+                                                                             cfg.final_density)
+    if len(densities) != cfg.num_rounds:
+        raise ValueError(f"an explicit schedule of {len(densities)} rounds for num_rounds {cfg.num_rounds}")
+    return densities
+
+
 def run_irp(
     model: nn.Module,
     data: ImageData,
@@ -262,10 +271,7 @@ def run_irp(
     model.to(device)
     names = list(prunable_parameters(model, include_classifier))
     init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    densities = list(schedule) if schedule is not None else round_densities(cfg.schedule, cfg.num_rounds,
-                                                                             cfg.final_density)
-    if len(densities) != cfg.num_rounds:
-        raise ValueError(f"an explicit schedule of {len(densities)} rounds for num_rounds {cfg.num_rounds}")
+    densities = _densities(cfg, schedule)
     round_recipe = recipe.with_epochs(cfg.epochs_per_round)
     key = fingerprint(cfg.model_dump(), round_recipe.model_dump(), seed, include_classifier, densities,
                       {k: float(v.double().sum()) for k, v in init_state.items() if v.is_floating_point()},

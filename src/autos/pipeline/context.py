@@ -41,9 +41,13 @@ EXIT_CONFIG = 2
 EXIT_DATA = 1
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *, source_seed: bool = False) -> argparse.ArgumentParser:
+    """A stage's arguments: ``--params``; ``source_seed``: a source stage's ``--source-seed`` (one of
+    ``sources.seeds``: its runs are independent, one DVC stage instance each)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="study params file (default: params.yaml)")
+    if source_seed:
+        p.add_argument("--source-seed", type=int, required=True, help="which source run (one of sources.seeds)")
     return p
 
 
@@ -102,6 +106,15 @@ class StageContext:
     @cached_property
     def tracker(self) -> Tracker:
         return Tracker(self.cfg.tracking.experiment, enabled=self.cfg.tracking.enabled, root=self.root)
+
+    @cached_property
+    def source_seed(self) -> int:
+        """``--source-seed``: which source run (``sources.seeds``) a source stage computes."""
+        seed = int(self.args.source_seed)
+        if seed not in self.cfg.sources.seeds:
+            raise ConfigError([f"--source-seed {seed} is not in sources.seeds (declared: "
+                               f"{', '.join(map(str, self.cfg.sources.seeds))})"], self.args.params)
+        return seed
 
     def dataset(self, name: str) -> PreparedData:
         """The prepared dataset ``name`` (verified against its metadata on load)."""

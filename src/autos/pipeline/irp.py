@@ -1,7 +1,8 @@
 """DVC stage: iterative rewind pruning on the source model -> survival counts and the IRP curve.
 
-Outputs: data/irp/{init.pt, survival.pt, masks.pt, curve.json}, metrics/irp.json. Resumes a killed run from
-its last finished round (checkpoints under data/cache/irp_resume, removed on success).
+Outputs, per source seed s (``--source-seed``; one stage instance per seed of ``sources.seeds``):
+data/irp/<s>/{init.pt, survival.pt, masks.pt, curve.json}, metrics/irp_<s>.json. Resumes a killed run from its
+last finished round (checkpoints under data/cache/irp_resume/<s>, removed on success).
 
 MLflow: the parent run ``irp <model>_<dataset>`` holds the curve as stepped metrics (``density``,
 ``final_test_acc``, ``best_test_acc`` at step = round, restored rounds included) and ``summary.*``; one nested run
@@ -20,15 +21,17 @@ from autos.pipeline.context import StageContext, atomic_dir, write_json, write_r
 
 def run(ctx: StageContext) -> None:
     cfg, tracker, device = ctx.cfg, ctx.tracker, ctx.device
+    seed = ctx.source_seed  # the source run: its model init, data order and pruning draws
     data = ctx.dataset(cfg.source.dataset)
-    model = model_for(cfg.source, num_classes=data.num_classes, input_size=data.image_size, seed=cfg.seed)
-    resume_dir = ctx.paths.cache / "irp_resume"
+    model = model_for(cfg.source, num_classes=data.num_classes, input_size=data.image_size, seed=seed)
+    resume_dir = ctx.paths.cache / "irp_resume" / str(seed)
     params = {"source": cfg.source.model_dump(), "irp": cfg.irp.model_dump(), "training": cfg.training.model_dump(),
-              "seed": cfg.seed, "include_classifier": cfg.pruning.include_classifier,
+              "seed": seed, "include_classifier": cfg.pruning.include_classifier,
               "dataset.train_images": len(data.train_y)}
 
     source = f"{cfg.source.model}_{cfg.source.dataset}"
-    with tracker.run(f"irp {source}", params=params, tags={"stage": "irp", "source": source}):
+    with tracker.run(f"irp {source} seed {seed}", params=params,
+                     tags={"stage": "irp", "source": source, "source_seed": str(seed)}):
         stepped: set[int] = set()
 
         def log_round(record: dict) -> None:
@@ -39,7 +42,7 @@ def run(ctx: StageContext) -> None:
 
         def on_round(record, result) -> None:  # noqa: ANN001
             r = record["round"]
-            name = f"irp {source} / round {r} / density {record['requested_density'] * 100:.4g}%"
+            name = f"irp {source} seed {seed} / round {r} / density {record['requested_density'] * 100:.4g}%"
             # logged when the round has trained (run_irp reports rounds as they finish); the run spans its training
             run = tracker.start_run(name, tags={"stage": "irp", "round": r}, start_time=time.time() - result.seconds,
                                     params={"round": r, "requested_density": record["requested_density"]})
@@ -48,10 +51,10 @@ def run(ctx: StageContext) -> None:
             run.end("FINISHED")
             log_round(record)
 
-        result = run_irp(model, data, cfg.irp, cfg.training, device=device, seed=cfg.seed,
+        result = run_irp(model, data, cfg.irp, cfg.training, device=device, seed=seed,
                          include_classifier=cfg.pruning.include_classifier, resume_dir=resume_dir,
                          on_round=on_round)
-        with atomic_dir(ctx.paths.irp) as out:
+        with atomic_dir(ctx.paths.source_irp(seed)) as out:
             save_torch(result.init_state, out / "init.pt")  # byte-reproducible (autos.files)
             save_torch(result.survived, out / "survival.pt")
             save_torch({f"round_{i + 1}": m for i, m in enumerate(result.masks)}, out / "masks.pt")
@@ -63,10 +66,10 @@ def run(ctx: StageContext) -> None:
         metrics = {"final_density": final["density"], "final_test_acc": final["final_test_acc"],
                    "best_test_acc": final["best_test_acc"],
                    "dense_test_acc": result.curve[0]["final_test_acc"] if result.curve[0]["round"] == 0 else None}
-        ctx.write_metrics("irp", metrics)
+        ctx.write_metrics(f"irp_{seed}", metrics)
         for record in result.curve:  # rounds restored from a checkpoint were not reported by this process
             if record["round"] not in stepped:
                 log_round(record)
         tracker.log_metrics({f"summary.{k}": v for k, v in metrics.items() if v is not None})
-        tracker.log_artifact(ctx.paths.irp / "curve.json")
+        tracker.log_artifact(ctx.paths.source_irp(seed) / "curve.json")
     clear_resume_state(resume_dir)

@@ -37,12 +37,15 @@ from typing import Any
 
 from autos.config import StudyConfig
 from autos.data.prepared import PreparedData
+from autos.data.validation import hold_out
 from autos.errors import ConfigError
 from autos.pipeline.context import StageContext, atomic_dir, write_json, write_resolved_config
-from autos.pruners import PRUNERS
-from autos.sweep.cells import CellResult, CellStore, plan_sweep
+from autos.registry import MethodRecord
+from autos.study import method_records
+from autos.sweep.cells import CellResult, CellStore
 from autos.sweep.executors import CellTask
 from autos.sweep.oracle import ORACLE, oracle_overlaps
+from autos.sweep.plan import plan_sweep
 from autos.sweep.records import transfer_metrics
 from autos.tracking.sweep import SweepRuns, log_sweep_summary
 
@@ -66,7 +69,9 @@ def results_payload(cfg: StudyConfig, target: str, data: PreparedData, results: 
         "target": target, "spec": spec.model_dump(),
         "rows": [row.to_json(timing=False) for cell in results for row in cell.rows],
         "recipe": cfg.training.with_epochs(spec.epochs).model_dump(),
-        "methods": {m: {"kind": PRUNERS.record(m).kind} for m in cfg.transfer.methods},
+        "methods": {m: _method_entry(r) for m, r in method_records(cfg).items()},
+        "sources": cfg.sources.model_dump(mode="json"),
+        "validation_per_class": cfg.transfer.validation_per_class,
         "dataset": {"name": spec.dataset, "train_images": len(data.train_y), "test_images": len(data.test_y),
                     "num_classes": data.num_classes, "image_size": int(data.train_x.shape[-1])},
         # IRP on this target as the oracle: how much of its ticket AutoS and |w0| keep (autos.sweep.oracle)
@@ -76,6 +81,13 @@ def results_payload(cfg: StudyConfig, target: str, data: PreparedData, results: 
     }
 
 
+def _method_entry(record: MethodRecord) -> dict[str, Any]:
+    """What results.json says of a method: its kind (the report's single-shot baselines), and for a variant what
+    it runs."""
+    variant = {"variant_of": record.variant_of, "settings": record.variant_settings} if record.variant_of else {}
+    return {"kind": record.kind, **variant}
+
+
 def run(ctx: StageContext) -> None:
     cfg, args, tracker = ctx.cfg, ctx.args, ctx.tracker
     if args.target not in cfg.transfer.targets:
@@ -83,24 +95,26 @@ def run(ctx: StageContext) -> None:
                            f"(declared: {', '.join(cfg.transfer.targets)})"], args.params)
     target = args.target
     spec = cfg.transfer.targets[target]
-    data = ctx.dataset(spec.dataset)
+    data, validation = hold_out(ctx.dataset(spec.dataset), cfg.transfer.validation_per_class, cfg.seed)
     settings = {m: cfg.transfer.settings_of(m) for m in cfg.transfer.methods}
     params = {"target": spec.model_dump(), "methods": cfg.transfer.methods, "sparsities": cfg.transfer.sparsities,
               "seeds": cfg.transfer.seeds, "modifiers": cfg.transfer.modifiers,
               "training": cfg.training.with_epochs(spec.epochs).model_dump(),
               "method_settings": {m: s.model_dump() for m, s in settings.items()},
-              "dataset.train_images": len(data.train_y), "dataset.test_images": len(data.test_y)}
+              "dataset.train_images": len(data.train_y), "dataset.test_images": len(data.test_y),
+              "dataset.validation_images": 0 if validation is None else len(validation.test_y),
+              "sources": cfg.sources.model_dump()}
     threads = torch_threads(cfg)
     plan = plan_sweep(cfg, target, data_digest=json.dumps(data.meta.get("files"), sort_keys=True),
                       scorer_dir=ctx.paths.scorer, device_type=ctx.device.type, torch_threads=threads)
     cells = plan.cells
     store = CellStore(ctx.paths.cache / "cells" / target)
     task = CellTask(cfg=cfg, root=ctx.root, cache_dir=ctx.paths.cache / "transfer" / target, torch_threads=threads,
-                    share_keys=plan.share_keys)
+                    share_keys=plan.share_keys, scorer_root=ctx.paths.scorer)
 
     with tracker.run(f"transfer {target}", params=params, tags={"stage": "transfer", "target": target}):
         runs = SweepRuns(tracker, store, tracker.active_run_id())
-        results = runs.run(cells, task, data, cfg.execution, after=plan.after)
+        results = runs.run(cells, task, data, cfg.execution, after=plan.after, validation=validation)
         with atomic_dir(ctx.paths.transfer / target) as out:
             write_json(out / "results.json", results_payload(cfg, target, data, results))
             write_resolved_config(out, cfg, ["seed", "device", "training", "pruning", "features"], {

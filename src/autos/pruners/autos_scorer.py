@@ -37,7 +37,14 @@ from autos.config import FeaturesConfig
 from autos.features import iter_weight_features
 from autos.masking import Scores
 from autos.pruners._registry import PRUNERS
-from autos.pruners.base import LoadedScorer, PruneContext, PruneResult, ScorePruner, ScoreSettings
+from autos.pruners.base import (
+    SELECTION,
+    LoadedScorer,
+    PruneContext,
+    PruneResult,
+    ScorePruner,
+    ScoreSettings,
+)
 
 
 def _is_score(value: object) -> bool:
@@ -45,9 +52,10 @@ def _is_score(value: object) -> bool:
 
 
 class AutoSSettings(ScoreSettings):
-    scorer_dir: str = Field(default="data/scorer", description="the trained scorer (relative to the repo root)")
+    scorer_dir: str = Field(default="data/scorer/0", description="the trained scorer (relative to the repo root; "
+                            "the sweep gives each cell the scorer of its source run instead)")
     within_layer: Literal["score", "random"] = Field(
-        default="score", exclude_if=_is_score,
+        default="score", exclude_if=_is_score, json_schema_extra=SELECTION,
         description="which weights each layer keeps: the scorer's highest (the paper) or random ones at the layer "
         "counts the scorer's ranking chose (a learned per-layer density allocation)",
     )
@@ -77,7 +85,8 @@ class AutoS(ScorePruner[AutoSSettings]):
         self._loaded: dict[Path, LoadedScorer] = {}  # loaded once per pruner (one pruner serves a whole target)
 
     def scorer_path(self, ctx: PruneContext) -> Path:
-        return ctx.root / self.settings.scorer_dir
+        """The context's scorer (a sweep cell's source run), else the settings' ``scorer_dir`` under the root."""
+        return ctx.scorer_dir if ctx.scorer_dir is not None else ctx.root / self.settings.scorer_dir
 
     def scorer(self, ctx: PruneContext) -> LoadedScorer:
         """``ctx.scorer`` when given, else the scorer at ``ctx.root / scorer_dir`` (loaded on first use)."""

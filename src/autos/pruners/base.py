@@ -67,6 +67,11 @@ def _is_zero(value: object) -> bool:
     return value == 0
 
 
+# The settings that change *what* a method selects (not how much work it does): under a registered method's name they
+# keep its defaults; another value is a variant with a name of its own (autos.config.transfer).
+SELECTION: dict[str, Any] = {"selection": True}
+
+
 class ScoreSettings(NoSettings):
     """The selection settings every score-based method shares (``ScorePruner.prune`` reads them).
 
@@ -76,19 +81,20 @@ class ScoreSettings(NoSettings):
     """
 
     scope: Scope = Field(
-        default="global", description="rank all layers together (the methods' default) or keep the density per layer"
+        default="global", json_schema_extra=SELECTION,
+        description="rank all layers together (the methods' default) or keep the density per layer",
     )
     iterations: int = Field(
-        default=1, ge=1, exclude_if=_is_one,
+        default=1, ge=1, exclude_if=_is_one, json_schema_extra=SELECTION,
         description="scoring rounds on Synaptic-Flow's exponential schedule: round k of n scores the masked network "
         "and keeps density^(k/n), pruned weights stay pruned (1 = one-shot)",
     )
     invert: bool = Field(
-        default=False, exclude_if=_is_false,
+        default=False, exclude_if=_is_false, json_schema_extra=SELECTION,
         description="keep the lowest scores (negated) in every round: sanity check S3 inside the selection",
     )
     layer_floor: float = Field(
-        default=0.0, ge=0.0, le=1.0, exclude_if=_is_zero,
+        default=0.0, ge=0.0, le=1.0, exclude_if=_is_zero, json_schema_extra=SELECTION,
         description="every layer keeps at least this fraction of what ERK would keep in it at the same density "
         "(its highest-scored weights), the rest is ranked globally; stops a global ranking from emptying small "
         "layers (0 = no floor, the methods' own selection; needs scope 'global')",
@@ -133,7 +139,8 @@ class PruneContext:
     cache_dir: Path | None = None  # for expensive intermediate results (e.g. a trained dense model)
     root: Path = Path(".")  # the repository root: relative paths in settings (AutoS's scorer_dir) resolve here
     features: FeaturesConfig = field(default_factory=FeaturesConfig)  # how target features are built (AutoS)
-    scorer: LoadedScorer | None = None  # an AutoS scorer already loaded (else AutoS loads root / scorer_dir)
+    scorer: LoadedScorer | None = None  # an AutoS scorer already loaded (else AutoS loads it from disk)
+    scorer_dir: Path | None = None  # the study's scorer for this cell (its source run); None: the settings' one
     # where work that does not depend on the density is kept for the cells of the other sparsities, and what it
     # depends on (autos.pruners.shared); None: computed here, never shared
     share_dir: Path | None = None

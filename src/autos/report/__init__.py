@@ -10,8 +10,15 @@ Pure functions over the loaded JSON, so the report is testable on synthetic resu
   its value and n=1, never ± 0), with markers for layer collapse (:data:`COLLAPSE_MARK`) and achieved sparsity off
   the requested one (:data:`ACHIEVED_MARK`);
 - :func:`paired_differences`, :func:`paired_table`, :func:`paired_frame` - every method minus AutoS, paired by seed,
-  with a 95% Student-t interval; :func:`target_verdicts`, :func:`verdict_sentence`, :func:`verdict_metrics` - AutoS
-  against the best single-shot baseline per target x sparsity (better / worse / indistinguishable / no verdict);
+  with a 95% Student-t interval;
+- :func:`study_verdicts`, :func:`verdict_sentence`, :func:`verdict_metrics`, :func:`report_metrics` - every method
+  under test (:class:`VerdictSettings`, params' ``report``) against the best single-shot baseline (chosen on the
+  validation split) per target x sparsity: paired by seed and source at the unit the design makes independent
+  (:mod:`autos.report.design`), t-interval, paired t-test Holm-adjusted across the table, TOST equivalence
+  (better / worse / equivalent / no significant difference / no verdict / no baseline);
+- :func:`target_controls`, :func:`controls_frame` - exploratory controls: variants minus their base, modifier runs
+  minus their method (unadjusted);
+- :class:`SourceRun` - one independent source run's IRP curve, scorer metrics and ticket (several: their spread);
 - :func:`target_markdown`, :func:`cells_frame`, :func:`plot_target`, :func:`plot_data` - per-target Markdown,
   per-cell numbers, figures and ``dvc plots`` data (:func:`dvc_plot_template` draws the latter one line per method);
   :func:`accuracy_figure`, :func:`layer_density_figure`, :func:`sanity_figure` return the figures themselves;
@@ -25,9 +32,10 @@ Pure functions over the loaded JSON, so the report is testable on synthetic resu
 - :func:`build_report` - writes all of it into one directory and returns the files written.
 
 What the report knows of a method comes from the method registry's records (``autos.registry.MethodRecord``: title,
-kind), passed in as ``records`` (``autos.pruners.PRUNERS.records()``, by the report stage: this package imports no
-torch, so not the registry); the study's :class:`Source` (the model the AutoS scorer learned from) opens the summary
-and is named in the figures' titles.
+kind, ``variant_of``), passed in as ``records`` (``autos.study.method_records(cfg)`` over
+``autos.pruners.PRUNERS.records()``, by the report stage: this package imports no torch, so not the registry); the
+study's :class:`Source` (the model the AutoS scorer learned from, and its independent runs) opens the summary and is
+named in the figures' titles.
 
 Units: accuracies are fractions in the inputs, ``results.csv`` and ``<target>_cells.csv`` (copies of the rows'
 numbers); percent (one decimal) in the Markdown tables and figures; ``paired.csv`` and ``verdicts.json`` carry
@@ -35,7 +43,10 @@ percent and percentage points, named in their columns (``_pct``, ``_pp``) and do
 :func:`autos.report.compare.verdict_record`. Every figure is written as PNG and SVG, byte-reproducibly.
 
 Modules, one job each (this package re-exports their public names): :mod:`autos.report.aggregate` (reading
-results, frames, cells), :mod:`autos.report.compare` (paired differences, intervals, verdicts, method kinds),
+results, frames, cells), :mod:`autos.report.compare` (paired differences to AutoS, method kinds, baselines),
+:mod:`autos.report.stats` (t, Holm, TOST), :mod:`autos.report.design` (the unit of a comparison),
+:mod:`autos.report.verdicts` (the verdict table), :mod:`autos.report.verdict_text` (its wording),
+:mod:`autos.report.controls` (exploratory controls), :mod:`autos.report.sources` (the source runs' sections),
 :mod:`autos.report.names` (display names, titles, the source), :mod:`autos.report.tables` (formatted cells and the
 Markdown tables), :mod:`autos.report.pages` (the per-target pages, the summary, verdict sentences),
 :mod:`autos.report.figures` (canvas, saving, styles and legend shared by the figures),
@@ -114,16 +125,12 @@ from autos.report.calibration import (
 from autos.report.compare import (
     REFERENCE,
     PairedDiff,
-    Verdict,
     method_kinds,
     paired_differences,
     single_shot_baselines,
-    study_verdicts,
-    t_interval,
-    target_verdicts,
-    verdict_record,
-    verdicts_json,
 )
+from autos.report.controls import CONTROLS_NAME, Control, controls_frame, controls_table, target_controls
+from autos.report.design import Estimate, estimate, pair_units, unit_values
 from autos.report.figures import COLLAPSE_LABEL, save_figure
 from autos.report.layer_figures import (
     layer_density_figure,
@@ -145,8 +152,9 @@ from autos.report.pages import (
     relative_links,
     summary_markdown,
     target_markdown,
-    verdict_sentence,
 )
+from autos.report.sources import SourceRun, curves_frame
+from autos.report.stats import holm, t_interval, t_test_p, tost
 from autos.report.tables import (
     ACHIEVED_MARK,
     COLLAPSE_MARK,
@@ -167,6 +175,18 @@ from autos.report.tables import (
     sparsity_table,
     table_frame,
 )
+from autos.report.verdict_text import verdict_sentence, verdict_table
+from autos.report.verdicts import (
+    Choice,
+    Verdict,
+    VerdictSettings,
+    choose_baseline,
+    report_metrics,
+    study_verdicts,
+    target_verdicts,
+    verdict_record,
+    verdicts_json,
+)
 
 __all__ = [
     "ACHIEVED_MARK",
@@ -176,6 +196,7 @@ __all__ = [
     "CHANCE_GID",
     "COLLAPSE_LABEL",
     "COLLAPSE_MARK",
+    "CONTROLS_NAME",
     "DENSE",
     "DENSE_GAP",
     "DENSE_GID",
@@ -197,15 +218,20 @@ __all__ = [
     "CalibrationLine",
     "Cell",
     "CellKey",
+    "Choice",
+    "Control",
+    "Estimate",
     "MethodRecords",
     "PairedDiff",
     "PublishedPoint",
     "RankAgreement",
     "Source",
+    "SourceRun",
     "Table",
     "TargetCalibration",
     "TargetResults",
     "Verdict",
+    "VerdictSettings",
     "accuracy_figure",
     "accuracy_table",
     "achieved_differs",
@@ -219,11 +245,17 @@ __all__ = [
     "calibration_table",
     "cell_stats",
     "cells_frame",
+    "choose_baseline",
     "collapsed_runs",
+    "controls_frame",
+    "controls_table",
+    "curves_frame",
     "dvc_plot_template",
+    "estimate",
     "format_cell",
     "format_mean",
     "format_sparsity",
+    "holm",
     "irp_curve_figure",
     "irp_curve_frame",
     "irp_table",
@@ -238,6 +270,7 @@ __all__ = [
     "method_title",
     "metric_columns",
     "num_classes",
+    "pair_units",
     "paired_differences",
     "paired_frame",
     "paired_table",
@@ -251,6 +284,7 @@ __all__ = [
     "read_published",
     "regime_sentence",
     "relative_links",
+    "report_metrics",
     "results_frame",
     "run_label",
     "sanity_figure",
@@ -265,12 +299,17 @@ __all__ = [
     "study_verdicts",
     "summary_markdown",
     "t_interval",
+    "t_test_p",
     "table_frame",
+    "target_controls",
     "target_markdown",
     "target_title",
     "target_verdicts",
+    "tost",
+    "unit_values",
     "verdict_metrics",
     "verdict_record",
     "verdict_sentence",
+    "verdict_table",
     "verdicts_json",
 ]

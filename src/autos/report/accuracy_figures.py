@@ -24,6 +24,7 @@ import pandas as pd
 from autos.report.aggregate import DENSE, Cell, CellKey, cell_stats, label_order
 from autos.report.compare import REFERENCE
 from autos.report.figures import (
+    MARKERS,
     collapse_marker,
     legend,
     method_styles,
@@ -175,10 +176,8 @@ def plot_sanity(target: str, rows: Sequence[RunRow], path: Path, *, records: Met
 # --------------------------------------------------------------------------- the source IRP curve
 
 
-def irp_curve_figure(frame: pd.DataFrame, source: Source | None = None) -> Any:
-    """Source IRP test accuracy (%) vs density per round, density on a log axis, decreasing to the right; the title
-    names the ``source`` when given."""
-    fig, ax = new_axes()
+def _curve_lines(ax: Any, frame: pd.DataFrame) -> None:
+    """One source's rounds: final and best accuracy, each round annotated."""
     for column, style in (("final_test_acc", "-o"), ("best_test_acc", ":s")):
         if column in frame.columns:
             ax.plot(frame["density"], frame[column] * 100, style, markersize=4, label=column.replace("_", " "))
@@ -186,16 +185,34 @@ def irp_curve_figure(frame: pd.DataFrame, source: Source | None = None) -> Any:
         for _, r in frame.iterrows():
             ax.annotate(f"r{int(r['round'])}", (r["density"], r["final_test_acc"] * 100), fontsize=7,
                         textcoords="offset points", xytext=(3, 4))
+
+
+def irp_curve_figure(frame: pd.DataFrame, source: Source | None = None) -> Any:
+    """Source IRP test accuracy (%) vs density per round, density on a log axis, decreasing to the right; the title
+    names the ``source`` when given. A frame with a ``source`` column (several source runs): one final-accuracy line
+    per run."""
+    fig, ax = new_axes()
+    runs = list(dict.fromkeys(frame["source"])) if "source" in frame.columns else []
+    if len(runs) > 1:
+        for i, run in enumerate(runs):
+            part = frame[frame["source"] == run]
+            ax.plot(part["density"], part["final_test_acc"] * 100, "-", marker=MARKERS[i % len(MARKERS)],
+                    markersize=4, label=f"source {run}: final test acc")
+        ticks = frame[frame["source"] == runs[0]]
+    else:
+        _curve_lines(ax, frame)
+        ticks = frame
     ax.set_xscale("log")
     ax.invert_xaxis()
-    if "density" in frame.columns and len(frame):
+    if "density" in ticks.columns and len(ticks):
         from matplotlib.ticker import NullFormatter
 
-        ax.set_xticks(list(frame["density"]), [f"{d:.3g}" for d in frame["density"]])
+        ax.set_xticks(list(ticks["density"]), [f"{d:.3g}" for d in ticks["density"]])
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("density (fraction kept, log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("source IRP curve" + (f": {source.title}" if source is not None else ""))
+    name = f"source IRP curves ({len(runs)} runs)" if len(runs) > 1 else "source IRP curve"
+    ax.set_title(name + (f": {source.title}" if source is not None else ""))
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize="small")
     return fig

@@ -21,15 +21,17 @@ DENSE = "dense"
 IRP = "irp"
 
 # The columns of results.csv, in this order: every scalar RunRow field (tested) and the derived label and
-# num_empty_layers; a column a row has beyond these follows, sorted.
+# num_empty_layers; a column a row has beyond these follows, sorted. A column no row has (``source`` and
+# ``final_val_acc`` in a study without source runs or validation split) is left out.
 RESULT_COLUMNS = [
-    "target", "method", "modifier", "label", "sparsity", "seed", "final_test_acc", "best_test_acc", "best_epoch",
+    "target", "method", "modifier", "label", "sparsity", "seed", "source", "final_test_acc", "final_val_acc",
+    "best_test_acc", "best_epoch",
     "achieved_sparsity", "achieved_density", "effective_sparsity", "min_layer_density", "collapsed",
     "num_empty_layers", "empty_layers", "pruned_nonzero_after_training", "final_test_loss", "epochs",
     "train_seconds", "select_seconds", "train_images_per_second",
 ]
 DROPPED_KEYS = {"layer_density", "layer_effective_density", "info"}
-INT_COLUMNS = {"seed", "best_epoch", "epochs", "num_empty_layers", "pruned_nonzero_after_training"}
+INT_COLUMNS = {"seed", "source", "best_epoch", "epochs", "num_empty_layers", "pruned_nonzero_after_training"}
 
 
 # --------------------------------------------------------------------------- loading and the long table

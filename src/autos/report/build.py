@@ -8,15 +8,20 @@ Per target ``<t>`` (the target's name, made file-safe): ``<t>.md``; ``<t>.csv`` 
 ``plots/<t>.csv`` (``dvc plots`` data). ``figures/`` holds PNGs only: dvc.yaml declares it as image plots.
 
 For the study: ``results.csv`` (every run, fractions), ``paired.csv`` (every method minus AutoS per target x
-sparsity, percent / pp; header only without AutoS), ``verdicts.json`` (``{"<target>@<sparsity>": flat record}``,
-percent; ``{}`` without AutoS), ``irp_curve.csv``, ``figures/irp_curve.png``, ``svg/irp_curve.svg``,
+sparsity, percent / pp; header only without AutoS), ``verdicts.json`` (``{"<target>@<sparsity>@<method>": flat
+record}``, ``autos.report.verdicts.verdict_record``; ``{}`` without a method under test), ``controls.csv`` (the
+exploratory controls: variants minus their base, modifier runs minus their method; header only without any),
+``irp_curve.csv`` (every source run's rounds), ``figures/irp_curve.png``, ``svg/irp_curve.svg``, the source
+tickets' figures (``source_ticket.png``, or ``source_ticket_<seed>.png`` per run when there are several),
 ``dvc_plot_template.json``, ``calibration.md`` and ``calibration.csv`` (every target next to the published
 accuracies of its model and dataset, ``autos.report.calibration``; the stage passes the published rows, None when
 it found none) and ``summary.md`` (which opens with the study's source and each target's regime against the
 published numbers; figures name the source too).
 
-``records`` (``{name: autos.registry.MethodRecord}``, from ``autos.pruners.PRUNERS.records()``) give the methods'
-titles and kinds (the single-shot baselines); the report stage passes them, since this package imports no torch.
+``records`` (``{name: autos.registry.MethodRecord}``, from ``autos.study.method_records(cfg)`` over
+``autos.pruners.PRUNERS.records()``) give the methods' titles, kinds and variants; ``settings`` (the ``report``
+section) what the verdicts are about and how they are judged; the report stage passes them, since this package
+imports no torch.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from autos.report.accuracy_figures import dvc_plot_template, plot_irp_curve, plot_sanity, plot_target
-from autos.report.aggregate import TargetResults, cells_frame, irp_curve_frame, plot_data, results_frame
+from autos.report.aggregate import TargetResults, cells_frame, plot_data, results_frame
 from autos.report.calibration import (
     CALIBRATION_CSV,
     CALIBRATION_MD,
@@ -42,12 +47,15 @@ from autos.report.calibration import (
     calibration_markdown,
     study_calibration,
 )
-from autos.report.compare import method_kinds, paired_differences, study_verdicts, verdicts_json
+from autos.report.compare import method_kinds, paired_differences
+from autos.report.controls import CONTROLS_NAME, controls_frame
 from autos.report.figures import FIGURES_DIR, svg_path
 from autos.report.layer_figures import layer_density_frame, plot_layers, plot_source_ticket
 from autos.report.names import MethodRecords, Source, num_classes, target_title
 from autos.report.pages import summary_markdown, target_figures, target_markdown
+from autos.report.sources import SourceRun, curves_frame, ticket_figure_name
 from autos.report.tables import accuracy_table, table_frame
+from autos.report.verdicts import Verdict, VerdictSettings, study_verdicts, verdicts_json
 
 log = logging.getLogger("autos.report")  # the package's name, as before the split: log lines read the same
 
@@ -94,9 +102,11 @@ def paired_frame(results: Mapping[str, TargetResults], records: MethodRecords) -
     return pd.DataFrame(lines, columns=PAIRED_COLUMNS)
 
 
-def verdict_metrics(results: Mapping[str, TargetResults], records: MethodRecords) -> dict[str, dict[str, Any]]:
-    """The contents of ``verdicts.json`` (``compare.verdicts_json``): small and flat, for ``dvc metrics``."""
-    return verdicts_json(study_verdicts(results, records))
+def verdict_metrics(results: Mapping[str, TargetResults], records: MethodRecords,
+                    settings: VerdictSettings | None = None) -> dict[str, dict[str, Any]]:
+    """The contents of ``verdicts.json`` (``verdicts.verdicts_json``): flat records keyed
+    ``<target>@<sparsity>@<method>``; ``verdicts.report_metrics`` keeps the few numbers ``dvc metrics`` shows."""
+    return verdicts_json(study_verdicts(results, records, settings))
 
 
 def _target_figures(found: TargetResults, out: Path, name: str, records: MethodRecords,
@@ -119,10 +129,12 @@ def _target_figures(found: TargetResults, out: Path, name: str, records: MethodR
     return written
 
 
-def build_target(found: TargetResults, out: Path, *, records: MethodRecords,
-                 source: Source | None = None) -> dict[str, Path]:
+def build_target(found: TargetResults, out: Path, *, records: MethodRecords, source: Source | None = None,
+                 settings: VerdictSettings | None = None,
+                 verdicts: Sequence[Verdict] | None = None) -> dict[str, Path]:
     """One target's files (module docstring); returns {role: path}, roles named after the files
-    (``<target>.png``, ``<target>.svg``, ``<target>_layers.png``, ...)."""
+    (``<target>.png``, ``<target>.svg``, ``<target>_layers.png``, ...). ``verdicts``: the study's (their correction
+    spans every target); None: this target's judged alone."""
     target, rows, name = found.target, found.rows, _safe_name(found.target)
     written: dict[str, Path] = {}
     if rows:
@@ -136,24 +148,27 @@ def build_target(found: TargetResults, out: Path, *, records: MethodRecords,
         written[f"plots/{target}.csv"] = _write_csv(plot_data(rows), out / PLOTS_DIR / f"{name}.csv")
     figures = target_figures(target, {role: path.relative_to(out).as_posix() for role, path in written.items()})
     md = out / f"{name}.md"
-    md.write_text(target_markdown(found, records, figures=figures))
+    md.write_text(target_markdown(found, records, figures=figures, settings=settings,
+                                  verdicts=True if verdicts is None else verdicts))
     written[f"{target}.md"] = md
     return written
 
 
-def _source_files(curve: Mapping[str, Any] | None, ticket: Mapping[str, Any] | None, out: Path,
+def _source_files(runs: Sequence[SourceRun], out: Path,
                   source: Source | None) -> tuple[pd.DataFrame | None, dict[str, Path]]:
-    """The IRP curve (its frame, CSV and figure) and the source ticket's figure, where there are any."""
+    """The IRP curves (their frame, CSV and figure) and each source ticket's figure, where there are any."""
     written: dict[str, Path] = {}
-    curve_frame = irp_curve_frame(curve) if curve else None
+    curve_frame = curves_frame(runs)
     if curve_frame is not None and not curve_frame.empty:
         written["irp_curve.csv"] = _write_csv(curve_frame, out / "irp_curve.csv")
         if "density" in curve_frame.columns and "final_test_acc" in curve_frame.columns:
             png = plot_irp_curve(curve_frame, out / FIGURES_DIR / "irp_curve.png", source)
             written["irp_curve.png"], written["irp_curve.svg"] = png, svg_path(png)
-    if ticket:
-        png = plot_source_ticket(ticket, out / FIGURES_DIR / "source_ticket.png", source)
-        written["source_ticket.png"], written["source_ticket.svg"] = png, svg_path(png)
+    for run in runs:
+        if run.ticket:
+            name = ticket_figure_name(run, runs)
+            png = plot_source_ticket(run.ticket, out / FIGURES_DIR / name, source)
+            written[name], written[name.removesuffix(".png") + ".svg"] = png, svg_path(png)
     return curve_frame, written
 
 
@@ -167,25 +182,40 @@ def _calibration_files(results: Mapping[str, TargetResults], published: Sequence
                          CALIBRATION_CSV: _write_csv(calibration_frame(calibration or []), out / CALIBRATION_CSV)}
 
 
+def _comparison_files(results: Mapping[str, TargetResults], records: MethodRecords, settings: VerdictSettings,
+                      verdicts: Sequence[Verdict], out: Path) -> dict[str, Path]:
+    """``paired.csv``, ``verdicts.json`` and ``controls.csv``."""
+    written = {PAIRED_NAME: _write_csv(paired_frame(results, records), out / PAIRED_NAME)}
+    path = out / VERDICTS_NAME
+    path.write_text(json.dumps(verdicts_json(verdicts), indent=2, allow_nan=False) + "\n")
+    written[VERDICTS_NAME] = path
+    written[CONTROLS_NAME] = _write_csv(controls_frame(results, records, settings.confidence), out / CONTROLS_NAME)
+    return written
+
+
 def build_report(results: Mapping[str, TargetResults], curve: Mapping[str, Any] | None,
                  scorer: Mapping[str, Any] | None, out: Path, ticket: Mapping[str, Any] | None = None, *,
                  records: MethodRecords, source: Source | None = None,
-                 published: Sequence[PublishedPoint] | None = None) -> list[Path]:
+                 published: Sequence[PublishedPoint] | None = None, settings: VerdictSettings | None = None,
+                 source_runs: Sequence[SourceRun] | None = None) -> list[Path]:
     """Write every report file into ``out`` (created if needed); returns the files written. ``records``: the
-    method registry's records; ``source``: the study's source, named by the summary and the figures;
-    ``published``: published accuracies (``autos.report.calibration.read_published``), None when there are none."""
+    method records (titles, kinds, variants); ``source``: the study's source, named by the summary and the figures;
+    ``published``: published accuracies (``autos.report.calibration.read_published``), None when there are none;
+    ``settings``: the ``report`` section (default: AutoS under test, 95%, Holm, ±2 points); ``source_runs``: every
+    source run's curve, scorer metrics and ticket (else the one source given by ``curve``, ``scorer``, ``ticket``)."""
+    settings = settings or VerdictSettings()
+    runs = list(source_runs) if source_runs is not None else [SourceRun(None, curve, scorer, ticket)]
+    verdicts = study_verdicts(results, records, settings)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {"results": _write_csv(results_frame(results), out / "results.csv")}
     for found in results.values():
-        written.update(build_target(found, out, records=records, source=source))
+        written.update(build_target(found, out, records=records, source=source, settings=settings,
+                                    verdicts=verdicts))
         log.info("report: %s (%d runs)", found.target, len(found.rows))
-    written[PAIRED_NAME] = _write_csv(paired_frame(results, records), out / PAIRED_NAME)
-    verdicts = out / VERDICTS_NAME
-    verdicts.write_text(json.dumps(verdict_metrics(results, records), indent=2, allow_nan=False) + "\n")
-    written[VERDICTS_NAME] = verdicts
-    if scorer is None:
+    written.update(_comparison_files(results, records, settings, verdicts, out))
+    if not any(run.scorer for run in runs):
         log.warning("report: no scorer metrics; the scorer table is left out")
-    curve_frame, source_files = _source_files(curve, ticket, out, source)
+    curve_frame, source_files = _source_files(runs, out, source)
     written.update(source_files)
     template = out / DVC_TEMPLATE_NAME
     template.write_text(json.dumps(dvc_plot_template(), indent=2) + "\n")
@@ -194,6 +224,7 @@ def build_report(results: Mapping[str, TargetResults], curve: Mapping[str, Any] 
     written.update(calibration_files)
     relative = {role: path.relative_to(out).as_posix() for role, path in written.items()}
     summary = out / "summary.md"
-    summary.write_text(summary_markdown(results, curve_frame, scorer, relative, ticket, records=records,
-                                        source=source, calibration=calibration))
+    summary.write_text(summary_markdown(results, curve_frame, None, relative, records=records, source=source,
+                                        calibration=calibration, settings=settings, verdicts=verdicts,
+                                        source_runs=runs))
     return [*written.values(), summary]

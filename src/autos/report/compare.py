@@ -1,26 +1,25 @@
-"""Comparisons with uncertainty: paired differences to AutoS over seeds, their t-intervals, and one verdict per
-target x sparsity against the best single-shot baseline.
+"""Paired differences to AutoS over seeds and their t-intervals (the descriptive table of every target page), and
+what a method is: its kind and whether it is a single-shot baseline. The verdicts themselves are
+:mod:`autos.report.verdicts`; the statistics :mod:`autos.report.stats`.
 
 **Pairing.** The same seed is the same initialisation and the same data order for every method, so a method is
 compared with AutoS seed by seed: ``diff_s = acc(method, s) - acc(autos, s)``, over the seeds both ran (``n``; a
-seed only one of them ran is left out). The mean difference gets a 95% confidence interval from Student's t with
-``n - 1`` degrees of freedom (``scipy.stats.t``, a declared dependency): ``mean ± t(0.975, n-1) * sd / sqrt(n)``,
-``sd`` the sample std (ddof=1) of the differences. One seed gives a difference but no interval and no verdict.
+seed only one of them ran is left out; a method that read several source models counts as its mean over them at
+that seed). The mean difference gets a 95% confidence interval from Student's t with ``n - 1`` degrees of freedom
+(``scipy.stats.t``, a declared dependency): ``mean ± t(0.975, n-1) * sd / sqrt(n)``, ``sd`` the sample std (ddof=1)
+of the differences. One seed gives a difference but no interval.
 
-**Verdict.** At each target x sparsity where AutoS ran, the *best single-shot baseline* is the one with the highest
-mean final-epoch accuracy over its seeds. *Single-shot baselines* are the methods of kind ``pai`` (pruned at
-initialisation, no training before the selection) other than AutoS, without a modifier, never the dense run. The
-verdict compares AutoS with it, as ``AutoS - baseline`` (negative: AutoS is worse): *indistinguishable* when the
-95% CI contains 0, *better* / *worse* otherwise; *no verdict* with fewer than two paired seeds. Picking the best of
-several baselines by its mean favours the baseline a little (the winner's curse), so "worse" is the conservative
-direction and "better" is the claim to check with more seeds.
+**Single-shot baselines** are the methods of kind ``pai`` (pruned at initialisation, no training before the
+selection) that are not under test, not a variant of a method under test (``MethodRecord.variant_of``), without a
+modifier, never the dense run.
 
 **Method kinds** come from the method registry's records (``autos.registry.MethodRecord.kind``), which the report
-stage passes in (``autos.pruners.PRUNERS.records()``: the report itself imports no torch, so not the registry). A
-method without a record (old results, a removed method) takes the kind its results recorded
-(``results.json``'s ``methods[name].kind``); a method of unknown kind is never a baseline.
+stage passes in (``autos.study.method_records(cfg)``, variants included, over ``autos.pruners.PRUNERS.records()``:
+the report itself imports no torch, so not the registry). A method without a record (old results, a removed method)
+takes the kind its results recorded (``results.json``'s ``methods[name].kind``); a method of unknown kind is never
+a baseline.
 
-Numbers are fractions here (as in the rows); :func:`verdict_record` writes percent (as ``metrics/transfer_*.json``).
+Numbers are fractions here (as in the rows).
 """
 
 from __future__ import annotations
@@ -28,47 +27,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from autos.report.aggregate import DENSE, TargetResults, cell_stats, label_order, metric_value, pruned_sparsities
+from autos.report.aggregate import DENSE, TargetResults, label_order, metric_value, pruned_sparsities
 from autos.report.names import MethodRecords
+from autos.report.stats import mean_std, t_interval
 from autos.sweep.records import RunRow
 
 REFERENCE = "autos"
 SINGLE_SHOT_KIND = "pai"
-CONFIDENCE = 0.95
-BETTER, WORSE, INDISTINGUISHABLE, NO_VERDICT, NO_BASELINE = (
-    "better", "worse", "indistinguishable", "no verdict", "no baseline")
-
-
-# --------------------------------------------------------------------------- statistics
-
-
-def t_quantile(probability: float, dof: int) -> float:
-    """Student's t quantile (``scipy.stats.t.ppf``), e.g. ``t_quantile(0.975, 2) = 4.3027``."""
-    from scipy.stats import t
-
-    return float(t.ppf(probability, dof))
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample std (ddof=1); std is nan for fewer than two values, both nan for none."""
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The two-sided t confidence interval of the mean of ``values``; (nan, nan) for fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean, std = mean_std(values)
-    half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
-    return mean - half, mean + half
 
 
 # --------------------------------------------------------------------------- method kinds
@@ -93,12 +59,20 @@ def method_kinds(results: TargetResults, records: MethodRecords) -> dict[str, st
     return kinds
 
 
-def single_shot_baselines(results: TargetResults, records: MethodRecords) -> list[str]:
-    """The labels of the single-shot baselines present, in the tables' order (module docstring)."""
+def single_shot_baselines(results: TargetResults, records: MethodRecords,
+                          under_test: Sequence[str] = (REFERENCE,)) -> list[str]:
+    """The labels of the single-shot baselines present, in the tables' order (module docstring): kind ``pai``, not
+    in ``under_test``, not a variant of a method in it, no modifier, not dense."""
     kinds = method_kinds(results, records)
     unmodified = {r.method for r in results.rows if not r.modifier}
+
+    def variant_under_test(label: str) -> bool:
+        record = records.get(label)
+        return record is not None and record.variant_of is not None and record.variant_of in under_test
+
     return [label for label in label_order(results.rows)
-            if label in unmodified and label not in (DENSE, REFERENCE) and kinds.get(label) == SINGLE_SHOT_KIND]
+            if label in unmodified and label != DENSE and label not in under_test
+            and kinds.get(label) == SINGLE_SHOT_KIND and not variant_under_test(label)]
 
 
 # --------------------------------------------------------------------------- paired differences
@@ -184,91 +158,3 @@ def paired_differences(rows: Sequence[RunRow], reference: str = REFERENCE,
             if diff is not None:
                 diffs.append(diff)
     return diffs
-
-
-# --------------------------------------------------------------------------- verdicts
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """AutoS against the best single-shot baseline at one target x sparsity."""
-
-    target: str
-    sparsity: float
-    verdict: str  # BETTER, WORSE, INDISTINGUISHABLE, NO_VERDICT (n < 2) or NO_BASELINE
-    autos_mean: float  # over all of AutoS's seeds (the table's cell)
-    autos_std: float
-    autos_n: int
-    baseline: str | None  # the best single-shot baseline's label
-    diff: PairedDiff | None  # AutoS - baseline over the paired seeds
-    collapsed: bool  # a seed of AutoS or of the baseline collapsed
-
-
-def judge(diff: PairedDiff | None) -> str:
-    """better / worse / indistinguishable from ``diff`` = AutoS - baseline; no verdict without two paired seeds."""
-    if diff is None or not diff.has_interval:
-        return NO_VERDICT
-    if diff.ci_low <= 0.0 <= diff.ci_high:
-        return INDISTINGUISHABLE
-    return BETTER if diff.mean > 0 else WORSE
-
-
-def target_verdicts(results: TargetResults, records: MethodRecords, reference: str = REFERENCE,
-                    metric: str = "final_test_acc") -> list[Verdict]:
-    """One :class:`Verdict` per sparsity at which ``reference`` ran; empty when it did not run. ``records``: the
-    method registry's records (the baselines' kinds)."""
-    target, rows = results.target, results.rows
-    cells = cell_stats(rows, metric)
-    values = seed_values(rows, metric)
-    baselines = single_shot_baselines(results, records)
-    verdicts = []
-    for sparsity in pruned_sparsities(rows):
-        mine = cells.get((reference, sparsity))
-        if mine is None or mine.n == 0:
-            continue
-        candidates = [(cells[(b, sparsity)].mean, -i, b) for i, b in enumerate(baselines)
-                      if (b, sparsity) in cells and cells[(b, sparsity)].n > 0]
-        best = max(candidates)[2] if candidates else None  # ties: the first in the tables' order
-        diff = paired_diff(values, reference, best, sparsity) if best is not None else None
-        collapsed = any(r.is_collapsed for r in rows if r.sparsity == sparsity and r.label in (reference, best))
-        verdicts.append(Verdict(target=target, sparsity=sparsity,
-                                verdict=judge(diff) if best is not None else NO_BASELINE,
-                                autos_mean=mine.mean, autos_std=mine.std, autos_n=mine.n, baseline=best, diff=diff,
-                                collapsed=collapsed))
-    return verdicts
-
-
-def study_verdicts(results: Mapping[str, TargetResults], records: MethodRecords,
-                   reference: str = REFERENCE) -> list[Verdict]:
-    return [v for target in results.values() for v in target_verdicts(target, records, reference)]
-
-
-def _pct(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None or math.isnan(value) else round(100.0 * value, digits)
-
-
-def verdict_key(verdict: Verdict) -> str:
-    """``<target>@<sparsity>``, as ``metrics/transfer_*.json`` keys cells (``label@0.9``)."""
-    return f"{verdict.target}@{verdict.sparsity:g}"
-
-
-def verdict_record(verdict: Verdict) -> dict[str, Any]:
-    """A flat, JSON-safe record: accuracies and differences in percent (2 decimals), None where undefined.
-
-    ``autos_mean`` / ``baseline_mean`` are over the paired seeds when there are any (so ``diff`` is their
-    difference), else AutoS's mean over its seeds; ``diff`` = AutoS - best baseline, with its 95% CI and ``n``."""
-    d = verdict.diff
-    return {
-        "target": verdict.target, "sparsity": verdict.sparsity,
-        "autos_mean": _pct(d.label_mean if d else verdict.autos_mean),
-        "best_baseline": verdict.baseline,
-        "baseline_mean": _pct(d.reference_mean if d else None),
-        "diff": _pct(d.mean if d else None), "ci_low": _pct(d.ci_low if d else None),
-        "ci_high": _pct(d.ci_high if d else None), "n": d.n if d else 0, "verdict": verdict.verdict,
-    }
-
-
-def verdicts_json(verdicts: Iterable[Verdict]) -> dict[str, dict[str, Any]]:
-    """``{"<target>@<sparsity>": verdict_record}``: keyed, not a list, so ``dvc metrics show/diff`` shows one
-    column per number (DVC flattens dicts, not lists)."""
-    return {verdict_key(v): verdict_record(v) for v in verdicts}

@@ -33,6 +33,11 @@ def method_name(label: str, records: MethodRecords) -> str:
     return f"{name} + {modifier}" if modifier else name
 
 
+def settings_line(settings: Mapping[str, Any]) -> str:
+    """``model=vgg16_bn, width=16, dataset=cifar10``: the scalar settings that are set, in their order."""
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None and not isinstance(v, (Mapping, list)))
+
+
 def model_title(model: str, width: Any, dataset: str) -> str:
     """``VGG-16 on CIFAR-10``; ``ResNet-18 (width 16) on Tiny ImageNet`` when the width is not the paper's."""
     title = MODEL_NAMES.get(model, model)
@@ -62,13 +67,16 @@ def num_classes(dataset: Mapping[str, Any] | None) -> int | None:
 class Source:
     """The study's source (``params.yaml``'s ``source``): the model and dataset IRP ran on, whose survival labels
     the AutoS scorer learned; every target's AutoS masks come from that scorer. ``irp``: the IRP settings
-    (``params.yaml``'s ``irp``), stated in the summary."""
+    (``params.yaml``'s ``irp``), stated in the summary; ``seeds`` and ``pairing``: the independent source runs
+    (``params.yaml``'s ``sources``)."""
 
     model: str
     dataset: str
     width: int | None = None
     epochs: int | None = None  # the source's override of training.epochs, if any
     irp: Mapping[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()  # the independent source runs (``sources.seeds``); () when not given
+    pairing: str | None = None  # how they meet the target seeds (``sources.pairing``: crossed, paired)
 
     @property
     def title(self) -> str:

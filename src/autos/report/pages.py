@@ -1,7 +1,7 @@
 """The report's Markdown pages: the per-target page (``<target>.md``) and the summary (``summary.md``, which
-opens with the study's source and its regime against published numbers, and holds every target's page, the
-verdicts, the IRP curve, the source ticket and the
-scorer), with the sentences that state a verdict. The tables themselves are :mod:`autos.report.tables`."""
+opens with the study's source and its regime against published numbers, and holds the verdict table, every target's
+page, the IRP curves, the source tickets and the scorer). The tables themselves are :mod:`autos.report.tables`, the
+verdicts' wording :mod:`autos.report.verdict_text`, the source sections :mod:`autos.report.sources`."""
 
 from __future__ import annotations
 
@@ -20,37 +20,35 @@ from autos.report.calibration import (
     TargetCalibration,
     regime_sentence,
 )
-from autos.report.compare import BETTER, CONFIDENCE, INDISTINGUISHABLE, NO_BASELINE, WORSE, Verdict, target_verdicts
-from autos.report.names import MethodRecords, Source, method_name, target_title
+from autos.report.controls import CONTROLS_NAME, controls_caption, controls_table, target_controls
+from autos.report.names import MethodRecords, Source, method_name, settings_line, target_title
+from autos.report.sources import SourceRun, irp_curve_section, scorer_section, source_section, ticket_section
+from autos.report.stats import CONFIDENCE
 from autos.report.tables import (
     ACHIEVED_MARK,
     COLLAPSE_MARK,
-    Table,
     accuracy_table,
     achieved_notes,
     collapsed_runs,
-    format_interval,
-    format_mean,
-    format_signed,
-    format_sparsity,
-    irp_table,
     markdown_table,
     oracle_table,
     paired_table,
-    scorer_scalars,
-    scorer_table,
     sparsity_table,
 )
+from autos.report.verdict_text import model_statement, verdict_lines, verdict_table
+from autos.report.verdicts import Verdict, VerdictSettings, study_verdicts
 
 HOW_TO_READ = (
     "**How to read.** Every cell is the test accuracy (%) of one method at one requested sparsity, as mean ± "
     "sample std over seeds with the number of seeds (n=k); a cell from one seed shows its value and n=1, no std. "
     "*Paired differences* compare a method with AutoS seed by seed (the same seed is the same initialisation): "
     f"method − AutoS in percentage points, mean over the seeds both ran with a {CONFIDENCE:.0%} Student-t "
-    "confidence interval (n − 1 degrees of freedom). A *verdict* compares AutoS with the best single-shot "
-    "baseline (the pruning-at-initialisation method with the highest mean, no sanity-check modifier) at each "
-    "sparsity: indistinguishable when the interval of AutoS − baseline contains 0, better or worse otherwise, and "
-    "none from a single seed; choosing the best baseline by its mean slightly favours it. The *final-epoch* "
+    "confidence interval (n − 1 degrees of freedom). A *verdict* compares each method under test with the best "
+    "single-shot baseline (the pruning-at-initialisation method with the highest mean, chosen on the validation "
+    "split where one was held out, no sanity-check modifier) at each sparsity, with a paired t-test whose p-values "
+    "are corrected across the whole verdict table: better or worse only when the corrected p is small enough, "
+    "equivalent only when an equivalence test (TOST) puts the difference within the declared margin, otherwise no "
+    "significant difference; none from a single seed (the model: *Statistical model* below). The *final-epoch* "
     "accuracy is the headline number (no early stopping on the test set); *best-epoch* accuracy is secondary "
     f"and shown below it. {COLLAPSE_MARK} marks a cell where at least one seed suffered layer collapse (a "
     "prunable layer kept no weight, or no input-output path is left), so the network is close to chance. "
@@ -60,11 +58,6 @@ HOW_TO_READ = (
     "the same initialisation trained with the same recipe and no mask; irp (when present) is iterative rewind "
     "pruning, the expensive upper reference that AutoS learns to imitate."
 )
-
-
-def settings_line(settings: Mapping[str, Any]) -> str:
-    """``model=vgg16_bn, width=16, dataset=cifar10``: the scalar settings that are set, in their order."""
-    return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None and not isinstance(v, (Mapping, list)))
 
 
 def _spec_line(results: TargetResults) -> str:
@@ -80,39 +73,6 @@ def _spec_line(results: TargetResults) -> str:
     return line
 
 
-_VERBS = {BETTER: "is better than", WORSE: "is worse than", INDISTINGUISHABLE: "is indistinguishable from"}
-
-
-def verdict_sentence(verdict: Verdict, records: MethodRecords) -> str:
-    """``vgg16_cifar10 at 98% sparsity: AutoS 44.4 ± 1.2 is worse than the best single-shot baseline SynFlow 48.2 ±
-    0.9 (paired difference −3.8, 95% CI [−5.1, −2.5], n=3).`` (accuracies %, the difference AutoS − baseline in pp;
-    the means over the paired seeds); with one seed it says plainly that no verdict is possible. ``records``: the
-    method registry's records (the baseline's title)."""
-    head = f"{verdict.target} at {format_sparsity(verdict.sparsity)} sparsity: "
-    diff = verdict.diff
-    if verdict.verdict == NO_BASELINE or verdict.baseline is None:
-        autos = format_mean(verdict.autos_mean, verdict.autos_std, verdict.autos_n, show_n=False)
-        return head + f"AutoS {autos}; no single-shot baseline ran at this sparsity, so there is no verdict."
-    baseline = method_name(verdict.baseline, records)
-    if diff is None:
-        autos = format_mean(verdict.autos_mean, verdict.autos_std, verdict.autos_n)
-        return (head + f"AutoS {autos} and the best single-shot baseline {baseline} share no seed, so no paired "
-                "comparison and no verdict is possible.")
-    autos = format_mean(diff.label_mean, diff.label_std, diff.n, show_n=False)
-    other = format_mean(diff.reference_mean, diff.reference_std, diff.n, show_n=False)
-    note = f" {COLLAPSE_MARK} layer collapse in at least one of these runs." if verdict.collapsed else ""
-    if not diff.has_interval:
-        return (head + f"AutoS {autos} vs the best single-shot baseline {baseline} {other}: paired difference "
-                f"{format_signed(diff.mean)} from one seed only, so no verdict is possible (one seed)." + note)
-    return (head + f"AutoS {autos} {_VERBS[verdict.verdict]} the best single-shot baseline {baseline} {other} "
-            f"(paired difference {format_signed(diff.mean)}, {CONFIDENCE:.0%} CI "
-            f"{format_interval(diff.ci_low, diff.ci_high)}, n={diff.n})." + note)
-
-
-def verdict_lines(verdicts: Sequence[Verdict], records: MethodRecords) -> str:
-    return "\n".join(f"- {verdict_sentence(v, records)}" for v in verdicts)
-
-
 def _figure_line(alt: str, figures: Mapping[str, str], role: str) -> str | None:
     png, svg = figures.get(role), figures.get(f"{role}.svg")
     if not png:
@@ -120,22 +80,24 @@ def _figure_line(alt: str, figures: Mapping[str, str], role: str) -> str | None:
     return f"![{alt}]({png})" + (f"\n\nVector version: [{svg}]({svg})." if svg else "")
 
 
-def target_markdown(results: TargetResults, records: MethodRecords, heading: str = "#",
-                    figures: Mapping[str, str] | None = None, verdicts: bool = True) -> str:
-    """The per-target page: final-epoch table, footnotes, accuracy figure, paired differences to AutoS (and the
-    verdicts, unless ``verdicts`` is False), best-epoch table, sparsity check, per-layer density figure.
+def _verdict_parts(results: TargetResults, records: MethodRecords, verdicts: bool | Sequence[Verdict],
+                   settings: VerdictSettings | None) -> list[str]:
+    """The target's verdict sentences: ``verdicts`` True: judged as a table of their own (this target only);
+    a sequence: the study's (those of this target are shown); False: none."""
+    if verdicts is False:
+        return []
+    if verdicts is True:
+        found = study_verdicts({results.target: results}, records, settings)
+    else:
+        found = [v for v in verdicts if v.target == results.target]
+    if not found:
+        return []
+    methods = ", ".join(dict.fromkeys(method_name(v.method, records) for v in found))
+    return [f"**{methods} vs the best single-shot baseline**", verdict_lines(found, records)]
 
-    ``records``: the method registry's records (the verdicts' baselines and titles); ``figures`` maps roles to
-    relative paths: ``accuracy``, ``layers``, ``sanity`` (PNG) and ``<role>.svg``."""
-    target, rows = results.target, results.rows
-    figs = dict(figures or {})
-    title = target_title(target, results.spec)
-    parts = [f"{heading} {target}" + (f" — {title}" if title != target else "")]
-    if results.spec:
-        parts.append(f"Target: {_spec_line(results)}.")
-    if not rows:
-        return "\n\n".join(parts + ["No runs recorded."]) + "\n"
-    parts += ["**Final-epoch test accuracy (%)**", markdown_table(accuracy_table(rows, "final_test_acc"))]
+
+def _notes(results: TargetResults) -> str:
+    rows = results.rows
     notes = []
     if any(r.is_collapsed for r in rows):
         notes.append(f"{COLLAPSE_MARK} layer collapse in at least one seed of this cell: "
@@ -147,19 +109,57 @@ def target_markdown(results: TargetResults, records: MethodRecords, heading: str
     seeds = sorted({r.seed for r in rows}, key=str)
     notes.append(f"Mean ± sample std over seeds ({', '.join(map(str, seeds))}); a cell from one seed shows its value "
                  "and n=1 (no std).")
-    parts.append("\n".join(f"- {n}" for n in notes))
+    sources = sorted({r.source for r in rows if r.source is not None})
+    if sources:
+        notes.append(f"Methods that read the AutoS scorer ran once per source run ({', '.join(map(str, sources))}) "
+                     "and seed: their cells pool every run.")
+    return "\n".join(f"- {n}" for n in notes)
+
+
+def _comparison_parts(results: TargetResults, records: MethodRecords, verdicts: bool | Sequence[Verdict],
+                      settings: VerdictSettings | None) -> list[str]:
+    """Paired differences to AutoS with the verdicts, then the exploratory controls."""
+    parts = []
+    table = paired_table(results.rows)
+    if table is not None:
+        sourced = any(r.source is not None for r in results.rows)
+        parts += ["**Paired difference to AutoS** (method − AutoS, percentage points, mean over the seeds both ran, "
+                  f"{CONFIDENCE:.0%} t-interval" + ("; a method that read several source models counts as its mean "
+                                                    "over them at each seed" if sourced else "") + ")",
+                  markdown_table(table)]
+    parts += _verdict_parts(results, records, verdicts, settings)
+    confidence = settings.confidence if settings is not None else CONFIDENCE
+    controls = controls_table(target_controls(results, records, confidence))
+    if controls is not None:
+        parts += [controls_caption(confidence), markdown_table(controls)]
+    return parts
+
+
+def target_markdown(results: TargetResults, records: MethodRecords, heading: str = "#",
+                    figures: Mapping[str, str] | None = None, verdicts: bool | Sequence[Verdict] = True,
+                    settings: VerdictSettings | None = None) -> str:
+    """The per-target page: final-epoch table, footnotes, accuracy figure, paired differences to AutoS, the
+    verdicts, the exploratory controls, best-epoch table, sparsity check, per-layer density figure.
+
+    ``records``: the method registry's records (baselines, variants, titles); ``verdicts``: the study's verdicts
+    (their correction spans every target), True to judge this target alone, False for none; ``settings``: the
+    ``report`` section (under test, confidence, correction, margin); ``figures`` maps roles to relative paths:
+    ``accuracy``, ``layers``, ``sanity`` (PNG) and ``<role>.svg``."""
+    target, rows = results.target, results.rows
+    figs = dict(figures or {})
+    title = target_title(target, results.spec)
+    parts = [f"{heading} {target}" + (f" — {title}" if title != target else "")]
+    if results.spec:
+        parts.append(f"Target: {_spec_line(results)}.")
+    if not rows:
+        return "\n\n".join(parts + ["No runs recorded."]) + "\n"
+    parts += ["**Final-epoch test accuracy (%)**", markdown_table(accuracy_table(rows, "final_test_acc")),
+              _notes(results)]
     figure = _figure_line(f"{target}: final-epoch accuracy vs sparsity", figs, "accuracy")
     if figure:
         parts += [figure, "Mean ± sample std over seeds (error bars; hollow markers: one seed, no error bar); x is "
                   "the density on a log scale, labelled with the sparsity; dashed: chance, grey band: dense ± std."]
-    table = paired_table(rows)
-    if table is not None:
-        parts += ["**Paired difference to AutoS** (method − AutoS, percentage points, mean over the seeds both ran, "
-                  f"{CONFIDENCE:.0%} t-interval)", markdown_table(table)]
-        if verdicts:
-            found = target_verdicts(results, records)
-            if found:
-                parts += ["**AutoS vs the best single-shot baseline**", verdict_lines(found, records)]
+    parts += _comparison_parts(results, records, verdicts, settings)
     figure = _figure_line(f"{target}: modifier sanity checks", figs, "sanity")
     if figure:
         parts += ["**Sanity checks** (each method's mask shuffled / re-initialised / inverted)", figure]
@@ -198,69 +198,20 @@ def target_figures(target: str, files: Mapping[str, str]) -> dict[str, str]:
     return {role: files[name] for role, name in roles.items() if name in files}
 
 
-def verdicts_section(results: Mapping[str, TargetResults], records: MethodRecords, files: Mapping[str, str]) -> str:
-    """Every target's verdicts (AutoS vs the best single-shot baseline), one line per target x sparsity."""
-    lines = [verdict_lines(v, records) for target in results.values() if (v := target_verdicts(target, records))]
-    if not lines:
-        return "AutoS did not run on any target, so there is no paired comparison."
-    links = [f"[{files[name]}]({files[name]})" for name in ("verdicts.json", "paired.csv") if name in files]
-    intro = ("Final-epoch test accuracy (%), mean ± std over the paired seeds; paired difference = AutoS − baseline "
-             f"in percentage points with its {CONFIDENCE:.0%} t-interval.")
-    return "\n\n".join([intro, *lines] + (["Data: " + ", ".join(links) + "."] if links else []))
-
-
-def ticket_section(ticket: Mapping[str, Any] | None, files: Mapping[str, str]) -> str:
-    """What the scorer keeps on the source next to the IRP ticket it learned from (``ticket_diagnostics``)."""
-    if not ticket:
-        return ("No source ticket diagnostics (data/scorer/source_ticket.json): the scorer stage predates them, or no "
-                "weight survived every IRP round.")
-    overlap = ticket["overlap"]
-    parts = [
-        f"At the ticket's density ({ticket['density'] * 100:.3g}% of the source's weights survived every IRP round), "
-        f"AutoS's mask keeps {overlap['autos']:.1%} of the ticket, |w0|'s {overlap['abs_w0']:.1%} and a random "
-        f"mask {overlap['random']:.1%}. Every source weight counts, including those the scorer was trained on; the "
-        "held-out top-k overlaps below are the unbiased figure. Per layer (fraction kept):"
-    ]
-    body = [[row["layer"].removesuffix(".weight"), f"{row['weights']:,}"]
-            + [f"{row[k]:.4f}" for k in ("irp_ticket", "autos", "abs_w0")] for row in ticket["layers"]]
-    parts.append(markdown_table(Table(["layer", "weights", "IRP ticket", "AutoS", "|w0|"], body)))
-    if "source_ticket.png" in files:
-        parts.append(f"![per-layer density on the source]({files['source_ticket.png']})")
-    return "\n\n".join(parts)
-
-
-def source_section(source: Source | None) -> str:
-    """The summary's opening: which model and dataset IRP ran on and the AutoS scorer learned from, with the IRP
-    settings, so that a swapped source shows."""
-    if source is None:
-        return "**Source.** Not given to the report: the source model is not stated (see `source` in params.yaml)."
-    text = (f"**Source.** {source.title} ({settings_line(source.spec)}): IRP ran on this model and the AutoS scorer "
-            "learned from its surviving weights; every target's AutoS masks come from that scorer.")
-    irp = settings_line(source.irp)
-    return text + (f" IRP: {irp}." if irp else "")
-
-
-def irp_curve_section(curve_frame: pd.DataFrame | None, files: Mapping[str, str]) -> list[str]:
-    if curve_frame is None or curve_frame.empty:
-        return ["No IRP curve found (data/irp/curve.json)."]
-    parts = [markdown_table(irp_table(curve_frame))]
-    if "irp_curve.png" in files:
-        parts.append(f"![IRP accuracy vs density]({files['irp_curve.png']})")
-    data = [f"[{files[n]}]({files[n]})" for n in ("irp_curve.csv", "irp_curve.svg") if n in files]
-    if data:
-        parts.append(f"Data and vector figure: {', '.join(data)}.")
-    return parts
-
-
-def scorer_section(scorer: Mapping[str, Any] | None) -> list[str]:
-    table = scorer_table(scorer)
-    if table is None:
-        return ["No scorer metrics found (metrics/scorer.json); the scorer stage has not run."]
-    parts = [markdown_table(table)]
-    scalars = scorer_scalars(scorer)
-    if scalars:
-        parts.append(", ".join(f"{k} = {v:g}" for k, v in scalars.items()) + ".")
-    return parts
+def verdicts_section(verdicts: Sequence[Verdict], records: MethodRecords, files: Mapping[str, str],
+                     settings: VerdictSettings) -> str:
+    """The study's verdict table (every method under test vs the best single-shot baseline, per target x sparsity),
+    the statistical model, one sentence per verdict, and the data files."""
+    if not verdicts:
+        return (f"No method under test ({', '.join(settings.under_test)}) ran on any target, so there is no "
+                "verdict.")
+    tested = sum(1 for v in verdicts if v.estimate is not None and v.estimate.has_interval)
+    links = [f"[{files[name]}]({files[name]})" for name in ("verdicts.json", "paired.csv", CONTROLS_NAME)
+             if name in files]
+    intro = ("Final-epoch test accuracy (%), mean ± std over the paired runs; paired difference = method − baseline "
+             "in percentage points.")
+    return "\n\n".join([model_statement(settings, tested), intro, markdown_table(verdict_table(verdicts, records)),
+                         verdict_lines(verdicts, records)] + (["Data: " + ", ".join(links) + "."] if links else []))
 
 
 def calibration_section(calibration: Sequence[TargetCalibration] | None, files: Mapping[str, str]) -> str:
@@ -279,27 +230,35 @@ def calibration_section(calibration: Sequence[TargetCalibration] | None, files: 
 def summary_markdown(results: Mapping[str, TargetResults], curve_frame: pd.DataFrame | None,
                      scorer: Mapping[str, Any] | None, files: Mapping[str, str],
                      ticket: Mapping[str, Any] | None = None, *, records: MethodRecords,
-                     source: Source | None = None, calibration: Sequence[TargetCalibration] | None = None) -> str:
+                     source: Source | None = None, calibration: Sequence[TargetCalibration] | None = None,
+                     settings: VerdictSettings | None = None, verdicts: Sequence[Verdict] | None = None,
+                     source_runs: Sequence[SourceRun] | None = None) -> str:
     """The report's front page, opening with the study's ``source``; ``files`` maps roles ('results',
-    '<target>.md', ...) to relative paths; ``records``: the method registry's records (titles, baselines);
+    '<target>.md', ...) to relative paths; ``records``: the method registry's records (titles, baselines, variants);
     ``calibration``: every target next to the published numbers (None: none were found), quoted before the
-    verdicts."""
+    verdicts; ``settings``: the ``report`` section; ``verdicts``: the study's (computed here when None);
+    ``source_runs``: every source run (else the one given by ``scorer`` and ``ticket``)."""
+    settings = settings or VerdictSettings()
+    verdicts = study_verdicts(results, records, settings) if verdicts is None else verdicts
+    runs = list(source_runs) if source_runs is not None else [SourceRun(None, None, scorer, ticket)]
     parts = ["# AutoS study report", source_section(source), HOW_TO_READ]
     if "results" in files:
         parts.append(f"All runs, one line each: [{files['results']}]({files['results']}).")
     parts += ["## Calibration against published numbers", calibration_section(calibration, files)]
     if results:
-        parts += ["## AutoS vs the best single-shot baseline", verdicts_section(results, records, files)]
+        tested = ", ".join(method_name(m, records) for m in settings.under_test)
+        parts += [f"## {tested} vs the best single-shot baseline", verdicts_section(verdicts, records, files, settings)]
     parts.append("## Transfer targets")
     if not results:
         parts.append("No transfer results found (data/transfer/*/results.json).")
     for target, found in results.items():
-        body = target_markdown(found, records, heading="###", figures=target_figures(target, files), verdicts=False)
+        body = target_markdown(found, records, heading="###", figures=target_figures(target, files), verdicts=False,
+                               settings=settings)
         links = [f"[{files[name]}]({files[name]})"
                  for name in (f"{target}.md", f"{target}.csv", f"{target}_cells.csv", f"{target}_layers.csv")
                  if name in files]
         parts.append(body.rstrip() + ("\n\nFiles: " + ", ".join(links) if links else ""))
-    parts += ["## Source IRP curve", *irp_curve_section(curve_frame, files)]
-    parts += ["## What the scorer keeps on the source, next to the IRP ticket", ticket_section(ticket, files)]
-    parts += ["## Scorer vs trivial baselines (held-out weights)", *scorer_section(scorer)]
+    parts += ["## Source IRP curve" + ("s" if len(runs) > 1 else ""), *irp_curve_section(curve_frame, files, runs)]
+    parts += ["## What the scorer keeps on the source, next to the IRP ticket", ticket_section(runs, files)]
+    parts += ["## Scorer vs trivial baselines (held-out weights)", *scorer_section(runs)]
     return "\n\n".join(parts) + "\n"

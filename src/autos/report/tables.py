@@ -23,7 +23,8 @@ from autos.report.aggregate import (
     label_order,
     pruned_sparsities,
 )
-from autos.report.compare import REFERENCE, PairedDiff, mean_std, paired_differences
+from autos.report.compare import REFERENCE, PairedDiff, paired_differences
+from autos.report.stats import mean_std
 from autos.sweep.records import RunRow
 
 COLLAPSE_MARK = "†"
@@ -183,7 +184,8 @@ def table_frame(table: Table) -> pd.DataFrame:
 
 
 def irp_table(frame: pd.DataFrame) -> Table:
-    columns = [("round", "round", "{:d}"), ("requested_density", "requested density", "{:.4f}"),
+    columns = [("source", "source", "{:d}"), ("round", "round", "{:d}"),
+               ("requested_density", "requested density", "{:.4f}"),
                ("density", "density", "{:.4f}"), ("min_layer_density", "min layer density", "{:.4f}"),
                ("final_test_acc", "final acc (%)", "pct"), ("best_test_acc", "best acc (%)", "pct"),
                ("train_seconds", "train s", "{:.0f}")]

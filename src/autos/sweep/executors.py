@@ -46,7 +46,8 @@ from autos.device import resolve_device, torch_threads
 from autos.errors import AutosError
 from autos.models import model_for
 from autos.progress import Clock, SweepProgress, percent
-from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message, share_key_of
+from autos.sweep.cells import DENSE, CellKey, CellResult, CellStore, failed_cells_message
+from autos.sweep.plan import share_key_of
 from autos.watchdog import Watchdog, active, beat, stall_seconds_from_env, watching
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,18 @@ class CellTask:
     root: Path
     cache_dir: Path
     torch_threads: int | None  # CPU threads a cell computes with (None: the process's count as it is)
-    share_keys: Mapping[str, str] = field(default_factory=dict)  # autos.sweep.cells.SweepPlan.share_keys
+    share_keys: Mapping[str, str] = field(default_factory=dict)  # autos.sweep.plan.SweepPlan.share_keys
+    scorer_root: Path | None = None  # the scorers of the source runs: <scorer_root>/<source seed>/
 
 
-def execute_cell(task: CellTask, key: CellKey, data: PreparedData) -> CellResult:
-    """Run one cell (in the driver or in a Ray worker) with ``task.torch_threads`` CPU threads."""
+def execute_cell(task: CellTask, key: CellKey, data: PreparedData,
+                 validation: PreparedData | None = None) -> CellResult:
+    """Run one cell (in the driver or in a Ray worker) with ``task.torch_threads`` CPU threads; ``validation``:
+    the images held out of ``data``'s training set, evaluated after every training."""
+    from autos.study import load_plugins
     from autos.sweep.run_cell import run_cell  # run_cell imports the pruners; workers pay for it once
 
+    load_plugins(task.cfg.plugins)  # a Ray worker: the study's own methods register here too
     spec = task.cfg.transfer.targets[key.target]
 
     def build(seed: int) -> torch.nn.Module:
@@ -80,8 +86,10 @@ def execute_cell(task: CellTask, key: CellKey, data: PreparedData) -> CellResult
     own = None if active() is not None else Watchdog(stall_seconds_from_env())
     with torch_threads(task.torch_threads), watching(own) if own is not None else contextlib.nullcontext():
         beat(f"cell {key.name}")
+        scorer_dir = task.scorer_root / str(key.source) if task.scorer_root and key.source is not None else None
         return run_cell(task.cfg, key, data, build=build, device=resolve_device(task.cfg.device), root=task.root,
-                        cache_dir=task.cache_dir, share_key=task.share_keys.get(share_key_of(key.method, key.seed)))
+                        cache_dir=task.cache_dir, validation=validation, scorer_dir=scorer_dir,
+                        share_key=task.share_keys.get(share_key_of(key.method, key.seed, key.source)))
 
 
 OnDone = Callable[[CellResult], None]
@@ -106,7 +114,7 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepar
               execution: ExecutionConfig, on_done: OnDone, *, on_start: OnStart | None = None,
               on_finish: OnDone | None = None,
               on_fail: OnFail | None = None, clock: Clock = time.monotonic,
-              after: Mapping[str, str] | None = None) -> list[CellResult]:
+              after: Mapping[str, str] | None = None, validation: PreparedData | None = None) -> list[CellResult]:
     """Run every (key, cell id) not yet in ``store``; return all results in the given order (hooks: module doc).
 
     ``after``: cell id -> the cell it waits for (``SweepPlan.after``: the cells of a method at its other sparsities
@@ -159,13 +167,13 @@ def run_cells(cells: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepar
         for key, cid in todo:
             start(key, cid)
             try:
-                result = execute_cell(task, key, data)
+                result = execute_cell(task, key, data, validation)
             except Exception as exc:
                 fail(key, cid, error_line(exc))
                 raise
             finish(key, cid, result)
     else:
-        failures = _run_on_ray(todo, task, data, execution, start, finish, fail, after)
+        failures = _run_on_ray(todo, task, (data, validation), execution, start, finish, fail, after)
     if failures:
         raise ExecutionError(failed_cells_message(failures))
     return [results[cid] for _, cid in cells]
@@ -225,7 +233,8 @@ def next_ready(queue: Sequence[tuple[CellKey, str]], after: Mapping[str, str], w
     return next((i for i, (_, cid) in enumerate(queue) if after.get(cid) not in waiting), None)
 
 
-def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData, execution: ExecutionConfig,
+def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask,
+                data: tuple[PreparedData, PreparedData | None], execution: ExecutionConfig,
                 start: Callable[[CellKey, str], None], finish: Callable[[CellKey, str, CellResult], None],
                 fail: Callable[[CellKey, str, str], None],
                 after: Mapping[str, str] | None = None) -> list[tuple[CellKey, str, str]]:
@@ -237,7 +246,8 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepa
         max_retries=execution.max_retries,  # lost workers (a crash, an out-of-memory kill)
         retry_exceptions=execution.max_retries > 0,  # exceptions raised by the cell itself
     )
-    task_ref, data_ref = ray.put(task), ray.put(data)  # once: every cell reads the same objects
+    # once: every cell reads the same objects (the training and the validation images)
+    task_ref, data_ref, validation_ref = ray.put(task), ray.put(data[0]), ray.put(data[1])
     queue = list(todo)
     pending: dict[Any, tuple[CellKey, str]] = {}
     failures: list[tuple[CellKey, str, str]] = []
@@ -254,7 +264,7 @@ def _run_on_ray(todo: Sequence[tuple[CellKey, str]], task: CellTask, data: Prepa
                 index = 0  # nothing in flight to wait for (cannot happen with a plan's prerequisites)
             key, cid = queue.pop(index)
             start(key, cid)
-            pending[remote.remote(task_ref, key, data_ref)] = (key, cid)
+            pending[remote.remote(task_ref, key, data_ref, validation_ref)] = (key, cid)
             free -= 1
         done, _ = ray.wait(list(pending), num_returns=1)
         key, cid = pending.pop(done[0])

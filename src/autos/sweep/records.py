@@ -34,12 +34,13 @@ class RunKey:
     sparsity: float  # 0.0 = dense
     seed: int
     modifier: str | None = None  # a sanity check (``autos.sweep.modifiers``), None for the method's own mask
+    source: int | None = None  # the source run whose scorer the method read (methods that read one)
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any], target: str | None = None) -> RunKey:
         """The key of a results row; ``target`` when the row does not carry one (rows inside a target's file)."""
         return cls(target=str(row.get("target", target)), method=str(row["method"]), sparsity=float(row["sparsity"]),
-                   seed=int(row["seed"]), modifier=row.get("modifier") or None)
+                   seed=int(row["seed"]), modifier=row.get("modifier") or None, source=row.get("source"))
 
     @property
     def label(self) -> str:
@@ -50,7 +51,8 @@ class RunKey:
         """``<label> / s=<sparsity %> / seed <n>`` (the dense run: ``dense / seed <n>``): the run within a target."""
         if self.method == "dense":
             return f"{self.label} / seed {self.seed}"
-        return f"{self.label} / s={self.sparsity * 100:.4g}% / seed {self.seed}"
+        source = f" / source {self.source}" if self.source is not None else ""
+        return f"{self.label} / s={self.sparsity * 100:.4g}% / seed {self.seed}{source}"
 
     @property
     def title(self) -> str:
@@ -65,12 +67,13 @@ class RunKey:
     def row_fields(self) -> dict[str, Any]:
         """The key as the leading fields of a results row (modifier '' when none), in the rows' key order."""
         return {"target": self.target, "method": self.method, "modifier": self.modifier or "",
-                "sparsity": self.sparsity, "seed": self.seed}
+                "sparsity": self.sparsity, "seed": self.seed,
+                **({"source": self.source} if self.source is not None else {})}
 
     def tags(self) -> dict[str, Any]:
         """The key as MLflow tags."""
         return {"target": self.target, "method": self.method, "sparsity": self.sparsity, "seed": self.seed,
-                "modifier": self.modifier or ""}
+                "modifier": self.modifier or "", **({"source": self.source} if self.source is not None else {})}
 
 
 def transfer_metrics(rows: Iterable[RunRow]) -> dict[str, float]:
@@ -104,7 +107,8 @@ class RunRow(BaseModel):
     method: str
     modifier: str = ""  # a sanity check (autos.sweep.modifiers); '' for the method's own mask
     sparsity: float = Field(ge=0.0, lt=1.0)  # requested; 0 for the dense run
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0)  # the target's seed: its init and data order, the same for every method
+    source: int | None = Field(default=None, ge=0)  # the source run whose scorer the method read (sources.seeds)
     achieved_sparsity: float | None = Field(default=None, ge=0.0, le=1.0)
     achieved_density: float | None = Field(default=None, ge=0.0, le=1.0)
     min_layer_density: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -115,6 +119,7 @@ class RunRow(BaseModel):
     layer_effective_density: dict[str, float] | None = None
     pruned_nonzero_after_training: int | None = Field(default=None, ge=0)
     final_test_acc: float = Field(ge=0.0, le=1.0)
+    final_val_acc: float | None = Field(default=None, ge=0.0, le=1.0)  # on the held-out training images, if any
     best_test_acc: float = Field(ge=0.0, le=1.0)
     best_epoch: int = Field(ge=0)
     final_test_loss: float
@@ -126,7 +131,7 @@ class RunRow(BaseModel):
 
     @property
     def key(self) -> RunKey:
-        return RunKey(self.target, self.method, self.sparsity, self.seed, self.modifier or None)
+        return RunKey(self.target, self.method, self.sparsity, self.seed, self.modifier or None, self.source)
 
     @property
     def label(self) -> str:

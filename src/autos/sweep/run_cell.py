@@ -31,7 +31,7 @@ from autos.sweep.cells import DENSE, CellKey, CellResult
 from autos.sweep.modifiers import MODIFIERS
 from autos.sweep.oracle import keeps_mask, pack_masks
 from autos.sweep.records import RunKey, RunRow
-from autos.training import evaluate_only, train
+from autos.training import evaluate, evaluate_only, train
 from autos.training.batches import ImageData, dataset_classes
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class _Runs:
     recipe: TrainRecipe
     device: torch.device
     seed: int
+    validation: ImageData | None = None  # images held out of training: the split variants are chosen on
     rows: list[RunRow] = field(default_factory=list)
     histories: list[list[dict[str, float]]] = field(default_factory=list)
 
@@ -78,6 +79,9 @@ class _Runs:
             params = dict(model.named_parameters())
             leaked = sum(int(torch.count_nonzero(params[n].detach().cpu()[~m.cpu()])) for n, m in masks.items())
             stats["pruned_nonzero_after_training"] = leaked
+        if self.validation is not None:
+            _, stats["final_val_acc"] = evaluate(model, self.validation, device=self.device,
+                                                 batch_size=self.recipe.eval_batch_size)
         self.rows.append(RunRow.model_validate({**run.row_fields(), **stats, **result.metrics(),
                                                 "select_seconds": select_seconds, "info": info,
                                                 "epochs": result.epochs}))
@@ -94,27 +98,32 @@ def run_cell(
     root: Path = Path("."),
     cache_dir: Path | None,
     share_key: str | None = None,
+    validation: ImageData | None = None,
+    scorer_dir: Path | None = None,
 ) -> CellResult:
     """One cell: select the mask of (method, sparsity, seed) once, then train the mask and each modifier's variant.
 
     ``root``: the repository root, against which methods resolve relative paths (AutoS's ``scorer_dir``).
     ``share_key``: what this cell's work that does not depend on the density is keyed by, shared with the cells of
     the method's other sparsities under ``cache_dir / "shared"`` (``autos.pruners.shared``); None: nothing shared.
+    ``validation``: images held out of ``data``'s training set, evaluated after each run (``final_val_acc``).
+    ``scorer_dir``: the AutoS scorer of the cell's source run (``key.source``), for the methods that read one.
     """
     target, seed = key.target, key.seed
     recipe = cfg.training.with_epochs(cfg.transfer.targets[target].epochs)
     num_classes = dataset_classes(data)
-    runs = _Runs(data, recipe, device, seed)
+    runs = _Runs(data, recipe, device, seed, validation)
     init_model = build(seed)
     _check_outputs(init_model, num_classes, target)
     if key.method == DENSE:
         runs.record(RunKey(target, DENSE, 0.0, seed), copy.deepcopy(init_model), None, {}, 0.0)
         return CellResult(key, runs.rows, runs.histories)
-    pruner = PRUNERS.get(key.method)(cfg.transfer.settings_of(key.method))  # typed, validated at load
+    # a variant runs its registered method with its own settings (typed, validated at load)
+    pruner = PRUNERS.get(cfg.transfer.registered(key.method))(cfg.transfer.settings_of(key.method))
     density = 1.0 - key.sparsity
     ctx = PruneContext(model=init_model, data=data, recipe=recipe, device=device, seed=seed, num_classes=num_classes,
                        include_classifier=cfg.pruning.include_classifier, build_model=build, cache_dir=cache_dir,
-                       root=root, features=cfg.features, share_key=share_key,
+                       root=root, features=cfg.features, share_key=share_key, scorer_dir=scorer_dir,
                        densities=tuple(1.0 - s for s in cfg.transfer.sparsities),
                        share_dir=cache_dir / "shared" if cache_dir is not None else None)
     start = time.perf_counter()
@@ -133,6 +142,7 @@ def run_cell(
         if state is not None:
             model.load_state_dict(state)
         # re-initialised weights are always trained: evaluating fresh weights would only show chance
-        runs.record(RunKey(target, key.method, key.sparsity, seed, variant), model, masks, dict(result.info),
-                    select_seconds, train_model=result.train or variant == "reinit")
+        run = RunKey(target, key.method, key.sparsity, seed, variant, key.source)
+        runs.record(run, model, masks, dict(result.info), select_seconds,
+                    train_model=result.train or variant == "reinit")
     return CellResult(key, runs.rows, runs.histories, mask=packed)

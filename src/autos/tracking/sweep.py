@@ -51,6 +51,9 @@ def parent_metrics(rows: Sequence[RunRow]) -> dict[str, float]:
     return metrics
 
 
+TAG_REFERENCE = "autos.reference_to"  # a cached cell's run under a later sweep: the id of the run that computed it
+
+
 class SweepRuns:
     """The sweep's MLflow runs (module docstring): ``run_cells``'s hooks, called in the driver only."""
 
@@ -63,6 +66,7 @@ class SweepRuns:
         self.open: dict[str, RunHandle] = {}
         self.started: dict[str, float] = {}
         self.computed = 0  # cells computed (finished) by this process
+        self.done_here: set[str] = set()  # their ids: logged when they finished
 
     @staticmethod
     def _tags(run: RunKey, cid: str) -> dict[str, Any]:
@@ -71,7 +75,7 @@ class SweepRuns:
     def on_start(self, key: CellKey, cid: str) -> None:
         if not self.tracker.enabled:
             return
-        run = RunKey(key.target, key.method, key.sparsity, key.seed)
+        run = RunKey(key.target, key.method, key.sparsity, key.seed, source=key.source)
         self.started[cid] = self.clock()
         self.open[cid] = self.tracker.start_run(
             run.title, parent=self.parent_id, tags=self._tags(run, cid), start_time=self.started[cid],
@@ -79,6 +83,7 @@ class SweepRuns:
 
     def on_finish(self, cell: CellResult) -> None:
         self.computed += 1
+        self.done_here.add(cell.cell_id)
         if not self.tracker.enabled:
             return
         handle = self.open.pop(cell.cell_id, None)
@@ -94,22 +99,28 @@ class SweepRuns:
             handle.end("FAILED")
 
     def on_done(self, cell: CellResult) -> None:
-        """Every cell in planned order: log a cached cell that never reached MLflow (the others are logged)."""
-        if cell.logged or not self.tracker.enabled:
+        """Every cell in planned order. A cell this process computed is logged already. A cached cell gets a run
+        under this sweep's parent too, so that every experiment lists every cell: a *reference* to the run that
+        computed it (its numbers copied, tag ``autos.reference_to``; nothing retrained), or, when no such run is in
+        this store (a kill between saving the rows and logging them, another store), the full record, tagged
+        ``autos.restored``."""
+        if not self.tracker.enabled or cell.cell_id in self.done_here:
             return
-        if not self.tracker.has_run("cell", cell.cell_id):  # logged, then killed before the flag was saved
-            seconds = sum(r.train_seconds or 0.0 for r in cell.rows)
-            seconds += (cell.rows[0].select_seconds or 0.0) if cell.rows else 0.0
-            self._log_cell(cell, None, self.clock() - seconds, restored=True)
-        cell.logged = True
-        self.store.save(cell)
+        original = self.tracker.find_run("cell", cell.cell_id, without=TAG_REFERENCE)
+        seconds = sum(r.train_seconds or 0.0 for r in cell.rows)
+        seconds += (cell.rows[0].select_seconds or 0.0) if cell.rows else 0.0
+        self._log_cell(cell, None, self.clock() - seconds, restored=original is None, reference=original)
+        if not cell.logged:
+            cell.logged = True
+            self.store.save(cell)
 
     def run(self, cells: Sequence[tuple[CellKey, str]], task: CellTask, data: PreparedData,
-            execution: ExecutionConfig, after: Mapping[str, str] | None = None) -> list[CellResult]:
+            execution: ExecutionConfig, after: Mapping[str, str] | None = None,
+            validation: PreparedData | None = None) -> list[CellResult]:
         """``run_cells`` with these hooks; cells still open when it raises end KILLED (an interrupt) or FAILED."""
         try:
             return run_cells(cells, task, data, self.store, execution, self.on_done, on_start=self.on_start,
-                             on_finish=self.on_finish, on_fail=self.on_fail, after=after)
+                             on_finish=self.on_finish, on_fail=self.on_fail, after=after, validation=validation)
         except BaseException as exc:
             self.close("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
             raise
@@ -124,16 +135,18 @@ class SweepRuns:
             self.open.pop(cid, None)
 
     def _log_cell(self, cell: CellResult, handle: RunHandle | None, started: float | None,
-                  restored: bool = False) -> None:
-        """The cell's rows: the method's own row on the cell's run, each variant on a run nested under it."""
+                  restored: bool = False, reference: str | None = None) -> None:
+        """The cell's rows: the method's own row on the cell's run, each variant on a run nested under it;
+        ``reference``: the id of the run that computed them (the rows' numbers only, no figure)."""
         end = self.clock()
         start = started if started is not None else end
         runs = [row.key for row in cell.rows]
         if handle is None:  # not opened at start (a restored cell)
-            head = RunKey(cell.key.target, cell.key.method, cell.key.sparsity, cell.key.seed)
+            head = RunKey(cell.key.target, cell.key.method, cell.key.sparsity, cell.key.seed, source=cell.key.source)
             handle = self.tracker.start_run(
                 head.title, parent=self.parent_id, start_time=start,
-                tags={**self._tags(head, cell.cell_id), **({"autos.restored": "true"} if restored else {})},
+                tags={**self._tags(head, cell.cell_id), **({"autos.restored": "true"} if restored else {}),
+                      **({TAG_REFERENCE: reference} if reference else {})},
                 params={"method": head.method, "sparsity": head.sparsity, "seed": head.seed, "cell": cell.cell_id})
         # variants ran one after another, after the method's own row: place each by the seconds the rest took
         seconds = [row.train_seconds or 0.0 for row in cell.rows]
@@ -145,12 +158,13 @@ class SweepRuns:
                     target = handle
                     if run.modifier is not None:
                         target = self.tracker.start_run(
-                            run.title, parent=handle, tags=self._tags(run, cell.cell_id),
+                            run.title, parent=handle,
+                            tags={**self._tags(run, cell.cell_id), **({TAG_REFERENCE: reference} if reference else {})},
                             start_time=max(start, run_end - seconds[i]),
                             params={"method": run.method, "sparsity": run.sparsity, "seed": run.seed,
                                     "cell": cell.cell_id})
                         opened.append(target)
-                    self._log_row(target, run, row, history, Path(tmp) / f"{i}")
+                    self._log_row(target, run, row, history, Path(tmp) / f"{i}", figure=reference is None)
                     if target is not handle:
                         target.end("FINISHED", end_time=run_end)
             handle.end("FINISHED", end_time=end)
@@ -164,13 +178,15 @@ class SweepRuns:
 
     @staticmethod
     def _log_row(handle: RunHandle, run: RunKey, run_row: RunRow, history: Sequence[Mapping[str, float]],
-                 tmp: Path) -> None:
+                 tmp: Path, figure: bool = True) -> None:
         row = run_row.to_json()
         handle.log_params({"modifier": run.modifier or "none", "info": row.get("info", {})})
         handle.log_history(history)
         handle.log_metrics({k: v for k, v in row.items() if k not in (*PER_LAYER, "info", "seed")})
         if "layer_density" in row:
             handle.log_dict({k: row[k] for k in PER_LAYER if k in row}, "layer_density.json")
+        if not figure:
+            return
         try:
             from autos.tracking.run_plots import run_figure
 

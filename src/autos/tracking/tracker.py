@@ -315,14 +315,20 @@ class Tracker:
 
     def has_run(self, tag: str, value: str, status: str = "FINISHED") -> bool:
         """Whether this experiment holds a run with tag ``tag`` = ``value`` and ``status``."""
+        return self.find_run(tag, value, status) is not None
+
+    def find_run(self, tag: str, value: str, status: str = "FINISHED", without: str | None = None) -> str | None:
+        """The id of the oldest run of this experiment with tag ``tag`` = ``value`` and ``status`` (and without the
+        tag ``without``), or None."""
         if not self.enabled or self.experiment_id is None:
-            return False
+            return None
         client = self._mlflow.MlflowClient(tracking_uri=self.uri)
         quoted = value.replace("'", "\\'")
+        query = f"tags.`{tag}` = '{quoted}' and attributes.status = '{status}'"
         with self._errors():
-            found = client.search_runs([self.experiment_id], max_results=1,
-                                       filter_string=f"tags.`{tag}` = '{quoted}' and attributes.status = '{status}'")
-        return len(found) > 0
+            found = client.search_runs([self.experiment_id], max_results=100, filter_string=query,
+                                       order_by=["attributes.start_time ASC"])
+        return next((str(r.info.run_id) for r in found if without is None or without not in r.data.tags), None)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self.enabled:
