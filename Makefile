@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 mlflow-ui: $(STAMP)
+	$(BIN)/python -m autos.tracking.orphans  # closes the runs a SIGKILLed stage left RUNNING
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean:

@@ -313,3 +313,24 @@ def test_a_methods_cells_share_one_key_across_sparsities_and_nothing_else() -> N
                        torch_threads=1)
     assert other.share_keys["magnitude_layerwise/0"] != plan.share_keys["magnitude/0"]  # a variant: its own work
     assert other.share_keys["random/0"] == plan.share_keys["random/0"]
+
+
+@pytest.mark.ray
+def test_address_auto_with_no_cluster_and_a_refused_token_are_one_sentence_each(monkeypatch) -> None:
+    """`execution.address: auto` on a machine with no cluster, and a cluster that refuses this process's token (Ray
+    2.59+ authenticates by token), end in an ExecutionError that says what to do, not in Ray's traceback."""
+    ray = pytest.importorskip("ray")
+    import types
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ExecutionError, match=r"no Ray cluster found at 'auto' .*ray start --head"):
+        executors._connect(ray, "auto")
+    assert not ray.is_initialized()
+
+    def refuse(**kwargs: object) -> None:
+        raise ray.exceptions.AuthenticationError("Invalid authentication token")
+
+    fake = types.SimpleNamespace(init=refuse, exceptions=ray.exceptions)
+    with pytest.raises(ExecutionError, match=r"refused this process's token \(Invalid authentication token\); run "
+                                             r"`ray get-auth-token` on the head node and set RAY_AUTH_TOKEN"):
+        executors._connect(fake, "10.0.0.1:6379")

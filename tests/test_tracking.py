@@ -127,6 +127,19 @@ def test_killed_stage_runs_are_closed_on_the_next_start(store: Path, caplog: pyt
     assert runs_by_name(store)["live"].info.status == "FINISHED"
 
 
+def test_orphans_are_closed_without_running_a_stage(store: Path) -> None:
+    """After a SIGKILLed stage, when the next `dvc repro` has nothing to do no Tracker starts: `python -m
+    autos.tracking.orphans` (run by `make mlflow-ui`) closes them in every experiment of the workspace's store."""
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD.format(experiment=EXPERIMENT, root=str(store))],
+                           env=child_env(), cwd=store, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert {r.info.status for r in runs_by_name(store).values()} == {"RUNNING"}
+    tidy = subprocess.run([sys.executable, "-m", "autos.tracking.orphans"], cwd=store, capture_output=True, text=True,
+                          env={**child_env(), "AUTOS_ROOT": str(store)}, timeout=120)
+    assert tidy.returncode == 0 and "closed 2 orphaned MLflow run(s)" in tidy.stdout, tidy.stderr
+    assert {r.info.status for r in runs_by_name(store).values()} == {"KILLED"}
+
+
 # run_stage as the stages call it; only the config loading is stubbed (validating the smoke config imports torch,
 # seconds that test nothing here).
 INTERRUPTED_STAGE = """

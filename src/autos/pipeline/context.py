@@ -31,6 +31,7 @@ from autos.errors import AutosError, ConfigError
 from autos.files import atomic_dir, read_json  # noqa: F401  (re-exported for the stages)
 from autos.files import atomic_write_json as write_json
 from autos.paths import StudyPaths, project_root, study_paths
+from autos.pipeline.launcher import watch_launcher
 from autos.study import load_study
 from autos.tracking import Tracker, end_active_runs
 from autos.watchdog import Watchdog, stall_seconds_from_env, watching
@@ -139,6 +140,8 @@ def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argpa
     # SIGTERM (DVC, a queue worker, `kill`) would end the process with no cleanup at all; make it unwind like
     # Ctrl-C instead. Signal handlers can only be set from the main thread.
     previous = _set_handlers(_interrupt(name)) if threading.current_thread() is threading.main_thread() else None
+    # SIGTERM to DVC alone would leave this stage training on its own: stop with it (autos.pipeline.launcher)
+    launcher = watch_launcher(name) if previous is not None else None
     try:
         try:
             cfg = load_study(args.params)
@@ -159,6 +162,8 @@ def run_stage(name: str, main: Callable[[StageContext], None], arg_parser: argpa
         print(f"{name}: interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         sys.exit(128 + signum)
     finally:
+        if launcher is not None:
+            launcher.set()
         if previous is not None:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

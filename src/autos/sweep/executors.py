@@ -200,6 +200,27 @@ def _check_address(address: str, timeout: float = 5.0) -> None:
             "execution.address / RAY_ADDRESS, or use execution.backend: local") from None
 
 
+def _connect(ray: Any, address: str) -> None:
+    """``ray.init`` on an existing cluster; no cluster behind 'auto', or a token the cluster refuses, is one
+    sentence with the fix (Ray 2.59+ authenticates by token: docs.ray.io, ray-security/token-auth)."""
+    try:
+        ray.init(address=address, log_to_driver=False, include_dashboard=False)
+    except ray.exceptions.AuthenticationError as exc:
+        raise ExecutionError(
+            f"the Ray cluster at {address!r} refused this process's token ({_first_sentence(exc)}); run "
+            "`ray get-auth-token` on the head node and set RAY_AUTH_TOKEN to it here and on every node") from None
+    except ConnectionError as exc:
+        raise ExecutionError(
+            f"no Ray cluster found at {address!r} ({_first_sentence(exc)}); start one with `ray start --head`, "
+            "set execution.address / RAY_ADDRESS to its host:port, or use execution.backend: local") from None
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """Ray's own message up to its first full stop (the rest repeats advice our sentence gives)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
 def _start_ray(execution: ExecutionConfig) -> Any:
     import ray
 
@@ -207,7 +228,7 @@ def _start_ray(execution: ExecutionConfig) -> Any:
     if not ray.is_initialized():
         if address:
             _check_address(address)
-            ray.init(address=address, log_to_driver=False, include_dashboard=False)
+            _connect(ray, address)
         else:  # embedded: this machine's CPUs and GPUs
             ray.init(log_to_driver=False, include_dashboard=False)
     resources = ray.cluster_resources()

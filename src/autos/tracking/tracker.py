@@ -20,10 +20,8 @@ artifact progress bars have no switch but their environment variable: it is set 
 transfer only, when stderr is no terminal and the caller left it unset (``quiet_artifact_transfers``). HTTP retries
 (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, ``MLFLOW_HTTP_REQUEST_TIMEOUT``) are the caller's to set.
 
-The store is usable or the stage stops with one sentence (``TrackingError``; ``autos.tracking.store``): a fresh
-SQLite store is created once, atomically (a killed creation, or two processes creating it at once, leave no
-half-made file); a server that does not answer, or answers 5xx, fails in seconds; a missing folder, a read-only or
-full disk, a too long experiment name are named as such.
+The store is usable or the stage stops with one sentence (``TrackingError``; ``autos.tracking.store``, where each
+fault is listed: a half-made store, a server that does not answer, a missing folder, a full disk).
 
 A copied or moved workspace writes into its own folder: MLflow stores absolute artifact locations
 (``file:///<root>/mlartifacts``), so a copy of a workspace would write the artifacts of its new runs into the
@@ -143,6 +141,7 @@ class Tracker:
         self.experiment_id: str | None = None
         self._context_tags: dict[str, str] | None = None  # user, source, git commit: what fluent runs get
         self._child_names: dict[str, set[str]] = {}  # parent run id -> names of the children this tracker made
+        self.closed_orphans: list[str] = []  # ids of the orphaned runs it closed when it opened the experiment
         if not enabled:
             return
         if len(experiment) > MAX_EXPERIMENT_NAME:
@@ -155,7 +154,7 @@ class Tracker:
             self.experiment_id = self._open_experiment(experiment)
         TRACKED_EXPERIMENTS.add(self.uri, self.experiment_id)
         try:
-            self.close_orphans()
+            self.closed_orphans = self.close_orphans()
         except Exception as exc:  # noqa: BLE001 - stale runs in the UI must not stop a stage
             log.warning("could not close orphaned MLflow runs (%s)", exc)
 
