@@ -69,6 +69,8 @@ ESCAPE = {"../../../escape_target": BASE["transfer"]["targets"]["vgg16_cifar10"]
 REFUSED: list[tuple[str, dict, str, str]] = [
     # (id, raw params, dotted path expected in the message, allowed values/range expected in the message)
     ("sparsity 0", _set("transfer.sparsities", [0]), "transfer.sparsities.0", "(0, 1)"),
+    ("graph and compile", _set("training.cuda_graph", True, {"training.compile": True}), "training.cuda_graph",
+     "at most one of compile and cuda_graph"),
     ("sparsity 1", _set("transfer.sparsities", [1]), "transfer.sparsities.0", "(0, 1)"),
     ("sparsity 1.5", _set("transfer.sparsities", [1.5]), "transfer.sparsities.0", "(got 1.5)"),
     ("sparsity -0.1", _set("transfer.sparsities", [-0.1]), "transfer.sparsities.0", "(got -0.1)"),

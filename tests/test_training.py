@@ -255,3 +255,17 @@ def test_a_diverged_run_fails_naming_itself_instead_of_reporting_chance(tiny_dat
                                                r"\(lr 0.05\): the run diverged; lower the learning rate"):
         train(model, tiny_data, TrainRecipe(epochs=2, batch_size=16, lr=0.05), seed=0, device=torch.device("cpu"),
               desc="t / snip / s=90% / seed 0")
+
+
+def test_cuda_graph_on_a_cpu_trains_eagerly_says_why_and_changes_nothing(tiny_data, caplog) -> None:
+    """``training.cuda_graph`` is a GPU setting (its capture is checked in tests/test_gpu.py): on a CPU the run is
+    the eager run, bit for bit, with one warning naming the reason."""
+    runs = []
+    for graph in (False, True):
+        model, masks = _masked_model()
+        recipe = TrainRecipe(epochs=2, batch_size=24, lr=0.05, cuda_graph=graph)
+        with caplog.at_level("WARNING", logger="autos.training"):
+            result = train(model, tiny_data, recipe, seed=3, device=CPU, masks=masks)
+        runs.append((result.history, model.state_dict()))
+    assert "training.cuda_graph: training eagerly: the device is cpu" in caplog.text
+    assert runs[0][0] == runs[1][0] and all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])

@@ -71,7 +71,17 @@ class TrainRecipe(Strict):
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = Field(default=False, description="torch.compile the forward (GPU; results agree with eager to "
                           "rounding, not to the bit)")
+    cuda_graph: bool = Field(default=False, description="capture the training step in one CUDA graph and replay it "
+                             "(GPU only; fused SGD, results agree with eager to rounding; autos.training.graph_step)")
     eval_batch_size: BatchSize = 512
+
+    @model_validator(mode="after")
+    def _one_of_compile_and_graph(self) -> TrainRecipe:
+        if self.compile and self.cuda_graph:
+            raise problems_error(["cuda_graph: true with compile: true; a compiled forward cannot be captured as "
+                                  "written here: choose one (cuda_graph replaces the launches compile saves); "
+                                  "allowed: at most one of compile and cuda_graph"])
+        return self
 
     @model_validator(mode="after")
     def _warmup_ends(self) -> TrainRecipe:
@@ -204,8 +214,8 @@ class ScorerConfig(Strict):
     extra_tables: list[str] = Field(
         default_factory=list,
         description="labelled feature tables of other source models (paths relative to the repo root, e.g. another "
-        "study's data/features/source.parquet) pooled into the scorer's rows; the held-out metrics stay on this "
-        "study's own source table (docs/sweeps.md: pooled sources)",
+        "study's data/features/<source>/source.parquet) pooled into the scorer's rows; the held-out metrics stay on "
+        "this study's own source table (docs/sweeps.md: pooled sources)",
     )
     label: Literal["survival", "residual_rank"] = Field(
         default="survival",

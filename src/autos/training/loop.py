@@ -18,13 +18,13 @@ and the on-device sums are float64 like the Python floats they replace.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from autos.config import TrainRecipe
@@ -34,10 +34,13 @@ from autos.training.batches import ImageData, Normalizer, device_batches, on_dev
 from autos.training.callbacks import Callback, TrainState, builtin_callbacks
 from autos.training.channels_last import use_channels_last
 from autos.training.evaluate import Forward, TrainResult, evaluate, evaluate_only, evaluate_with
+from autos.training.graph_step import WARMUP_STEPS, CapturedStep, forward_loss, graph_optimizer, set_lr, why_not
 from autos.training.optim import lr_factor, make_optimizer
 
 __all__ = ["Callback", "TrainResult", "TrainState", "evaluate", "evaluate_only", "lr_factor", "make_optimizer",
            "train"]
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[[list[nn.Parameter], TrainRecipe], torch.optim.Optimizer]
 
@@ -101,6 +104,8 @@ class _Run:
     use_bf16: bool
     masked: list[tuple[nn.Parameter, Tensor]]  # (weight, its mask in the weight's dtype and memory format)
     mask_after_step: bool  # zero pruned weights after each step too (an optimizer other than the recipe's SGD)
+    graph: bool = False  # capture the step in a CUDA graph (training.cuda_graph, where it can apply)
+    captured: CapturedStep | None = None
 
     @classmethod
     def start(cls, model: nn.Module, data: ImageData, recipe: TrainRecipe, *, seed: int, device: torch.device,
@@ -120,7 +125,9 @@ class _Run:
             masked = [(named[k], v.to(dtype=named[k].dtype).to(memory_format=_format_of(named[k])))
                       for k, v in masks.items()]
         params = parameters if parameters is not None else [p for p in model.parameters() if p.requires_grad]
-        optimizer = (optimizer_factory or make_optimizer)(params, recipe)
+        graph = recipe.cuda_graph and _graph_applies(device, optimizer_factory, compile_model)
+        optimizer = graph_optimizer(params, recipe, device) if graph else (optimizer_factory or make_optimizer)(
+            params, recipe)
         on_dev = on_device(data, device)  # the uint8 arrays, copied to the device once per run
         steps_per_epoch = max(1, math.ceil(on_dev.train_x.shape[0] / recipe.batch_size))
         state = TrainState(model=model, optimizer=optimizer, masks=masks, desc=desc, epochs=recipe.epochs,
@@ -129,10 +136,12 @@ class _Run:
                    generator=torch.Generator().manual_seed(seed), norm=Normalizer.of(on_dev, device),
                    forward=torch.compile(model) if compile_model else model, channels_last=channels_last,
                    use_bf16=recipe.precision == "bf16" and device.type == "cuda", masked=masked,
-                   mask_after_step=optimizer_factory is not None)
+                   mask_after_step=optimizer_factory is not None, graph=graph)
 
     def fit(self, callbacks: Sequence[Callback], evaluate_every_epoch: bool) -> TrainResult:
         state, recipe = self.state, self.recipe
+        if self.graph and _callback_may_touch_gradients(callbacks):
+            self.graph = _graph_applies(self.device, None, False, edits_gradients=True)
         for cb in callbacks:
             cb.on_train_begin(state)
         best_acc, best_epoch, test_loss, test_acc = -1.0, 0, math.nan, math.nan
@@ -185,23 +194,33 @@ class _Run:
         batches = device_batches(self.data.train_x, self.data.train_y, recipe.batch_size, generator=self.generator,
                                  augment=recipe.augment)
         for i, (xb, yb) in enumerate(batches):
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr * lr_factor(recipe, state.epoch + i / state.steps_per_epoch)
+            set_lr(optimizer, recipe.lr * lr_factor(recipe, state.epoch + i / state.steps_per_epoch))
             xb = self.norm(xb, self.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-                logits = self.forward(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            with torch.no_grad():
-                loss_sum += loss.double() * len(yb)  # no alpha=: a fused multiply-add would round differently
-                correct += (logits.argmax(1) == yb).sum()
+            if self.graph and state.step >= WARMUP_STEPS and len(yb) == recipe.batch_size:
+                logits, loss = self.graph_step(xb, yb)
+                _accumulate(loss_sum, correct, logits, loss, yb)
+            else:  # a graph's warm-up steps run on a side stream, as PyTorch prescribes before a capture
+                with _side_stream(self.graph and state.step < WARMUP_STEPS):
+                    logits, loss = forward_loss(self.forward, xb, yb, use_bf16=self.use_bf16)
+                    _accumulate(loss_sum, correct, logits, loss, yb)
+                    self.step(loss, callbacks)
             seen += len(yb)
-            self.step(loss, callbacks)
+            self.after_step(callbacks)
         train_loss = loss_sum.item() / seen  # the epoch's one host read
         if not math.isfinite(train_loss):  # a diverged run fails, loudly, rather than train on and report chance
             raise TrainingDiverged(f"{state.desc}: the training loss is {train_loss} in epoch {state.epoch + 1} "
                                    f"(lr {recipe.lr}): the run diverged; lower the learning rate (training.lr)")
         return {"epoch": state.epoch + 1, "train_loss": train_loss, "train_acc": int(correct.item()) / seen,
-                "lr": optimizer.param_groups[0]["lr"]}
+                "lr": float(optimizer.param_groups[0]["lr"])}
+
+    def graph_step(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        """The step replayed from its CUDA graph, captured at the first full batch after the warm-up."""
+        if self.captured is None:
+            self.captured = CapturedStep.capture(self.forward, self.state.optimizer, self.masked, xb, yb,
+                                                 use_bf16=self.use_bf16)
+        logits, loss = self.captured.replay(xb, yb)
+        self.state._loss = loss.detach().clone()  # the graph's output is overwritten by the next replay
+        return logits, loss
 
     def step(self, loss: Tensor, callbacks: Sequence[Callback]) -> None:
         """Backward, masked gradients, the optimizer step; pruned weights stay exactly zero."""
@@ -220,10 +239,44 @@ class _Run:
             with torch.no_grad():
                 for weight, mask in self.masked:
                     weight.mul_(mask)
+
+    def after_step(self, callbacks: Sequence[Callback]) -> None:
+        """Count the step and tell the callbacks (eager or replayed alike)."""
+        state = self.state
         state.step += 1
         state.epoch_step += 1
         for cb in callbacks:
             cb.on_step_end(state)
+
+
+def _accumulate(loss_sum: Tensor, correct: Tensor, logits: Tensor, loss: Tensor, yb: Tensor) -> None:
+    """The epoch's on-device sums, in place."""
+    with torch.no_grad():
+        loss_sum += loss.double() * len(yb)  # no alpha=: a fused multiply-add would round differently
+        correct += (logits.argmax(1) == yb).sum()
+
+
+def _graph_applies(device: torch.device, optimizer_factory: OptimizerFactory | None, compile_model: bool, *,
+                   edits_gradients: bool = False) -> bool:
+    """Whether ``training.cuda_graph`` can capture this run's step; when not, says why once and trains eagerly."""
+    reason = why_not(device, custom_optimizer=optimizer_factory is not None, edits_gradients=edits_gradients,
+                     compiled=compile_model)
+    if reason is not None:
+        log.warning("training.cuda_graph: training eagerly: %s", reason)
+    return reason is None
+
+
+@contextlib.contextmanager
+def _side_stream(enabled: bool) -> Iterator[None]:
+    """Run the enclosed work on a side CUDA stream (the warm-up PyTorch prescribes before a graph capture)."""
+    if not enabled:
+        yield
+        return
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        yield
+    torch.cuda.current_stream().wait_stream(side)
 
 
 def _format_of(weight: Tensor) -> torch.memory_format:
