@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The methods' own training phases, in epochs (sizes, shrunk like the recipe's); everything else stays the paper's.
 METHOD_EPOCHS: dict[str, dict[str, Any]] = {
-    "kstarts": {"epochs": 1},
+    "kstarts": {"select_epochs": 1},
     "dissipating": {"max_epochs": 1},
-    "kstarts_dissipating": {"kstarts": {"epochs": 1}, "dissipating": {"max_epochs": 1}},
+    "kstarts_dissipating": {"kstarts": {"select_epochs": 1}, "dissipating": {"max_epochs": 1}},
     "pruning_from_scratch": {"gate_epochs": 1},
     "lottery_jackpots": {"dense_epochs": 1, "search_epochs": 1},
     "irp": {"epochs_per_round": 1},
@@ -54,9 +54,9 @@ def shape_params(width: int = 4, images_per_class: int = 2, slice_: bool = False
     """``configs/paper.yaml`` with only its sizes shrunk (module docstring); ``slice_``: the test suite's slice."""
     params = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())
     params["data"].update(download=False, search_dirs=["../shared/data"])
-    params["data"]["datasets"] = {
-        "cifar10": {"max_train_per_class": images_per_class, "max_test_per_class": 1},
-        "tiny_imagenet": {"max_train_per_class": max(1, images_per_class // 2), "max_test_per_class": 1},
+    params["data"]["datasets"] = {  # one image per class of each is held out for validation
+        "cifar10": {"max_train_per_class": images_per_class + 1, "max_test_per_class": 1},
+        "tiny_imagenet": {"max_train_per_class": max(1, images_per_class // 2) + 1, "max_test_per_class": 1},
     }
     params["training"].update(epochs=1)
     params["source"]["width"] = width
@@ -67,6 +67,10 @@ def shape_params(width: int = 4, images_per_class: int = 2, slice_: bool = False
     for spec in transfer["targets"].values():
         spec["width"] = width
     transfer["seeds"] = [0]
+    transfer["validation_per_class"] = 1
+    params["sources"]["seeds"] = [0]  # paired with the one target seed
+    # Cells on Ray as the profile runs them, on this machine's CPUs: packing GPUs is the one setting a CPU cannot keep
+    params["execution"].update(num_gpus=0, num_cpus=1)
     transfer["method_settings"] = _merge(transfer.get("method_settings") or {}, METHOD_EPOCHS)
     params["tracking"]["experiment"] = "autos-paper-shape"
     if slice_:
@@ -74,6 +78,7 @@ def shape_params(width: int = 4, images_per_class: int = 2, slice_: bool = False
         transfer["sparsities"] = [0.5, 0.99]
         params["data"]["datasets"].pop("tiny_imagenet")
         params["irp"].update(num_rounds=3)  # the source's rounds are not what the slice checks
+        params["execution"]["backend"] = "local"  # the Ray path has its own tests (marked `ray`)
     return params
 
 
