@@ -4,7 +4,7 @@ IRP survival better than |w0| does, and does pooling two sources help?
 Usage: python bench/pooled_sources.py <study> <other table> [--name NAME]
 
 <study> is a study folder whose features stage has run (its params.yaml gives the scorer config; its
-data/features/source.parquet is the primary source, e.g. ResNet-18); <other table> is another source's labelled
+data/features/0/source.parquet is the primary source, e.g. ResNet-18); <other table> is another source's labelled
 table (e.g. VGG-16's, from `dvc repro features` with `-S source.model=vgg16_bn`). Three scorers with the study's
 scorer config (the same code as the train_scorer stage: ``fit_scorer``, ``pool_tables``):
 own (the primary table), pooled (primary + other, ``scorer.extra_tables``), other (the other table alone).
@@ -45,7 +45,7 @@ def main() -> None:
     p.add_argument("--name", default="")
     args = p.parse_args()
     cfg = load_study(args.study / "params.yaml").scorer
-    primary_path = args.study / "data" / "features" / "source.parquet"
+    primary_path = args.study / "data" / "features" / "0" / "source.parquet"  # source run 0
     inputs = list(scorer_settings(cfg).model_dump()["inputs"])
     columns = list(dict.fromkeys([*inputs, "label", "survived", "w0", "g0"]))
     own = read_table(primary_path).select(columns)

@@ -3,7 +3,7 @@
 Usage: python bench/residual_label.py <study> [--bins 50] [--name NAME]
 
 <study> is a study folder whose features stage has run (its params.yaml gives the scorer config, its
-data/features/source.parquet the labelled table). Within each layer, the label is the survival count's rank
+data/features/0/source.parquet the labelled table). Within each layer, the label is the survival count's rank
 percentile (ties averaged) minus what the |w0| rank percentile predicts of it (the mean survival percentile of the
 training rows in the same |w0| percentile bin of that layer): the residual rank after magnitude. A scorer with the
 study's config (inputs, loss, epochs: the train_scorer stage's ``fit_scorer``) is fitted to it, on the same seeded
@@ -80,7 +80,7 @@ def main() -> None:
     p.add_argument("--name", default="")
     args = p.parse_args()
     cfg = load_study(args.study / "params.yaml").scorer
-    path = args.study / "data" / "features" / "source.parquet"
+    path = args.study / "data" / "features" / "0" / "source.parquet"  # source run 0
     meta = table_metadata(path)
     num_rounds = int(meta["num_rounds"])
     inputs = list(scorer_settings(cfg).model_dump()["inputs"])

@@ -42,15 +42,18 @@ def dvc(study: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=3600)
 
 
+SCORER_METRICS = "metrics/scorer_0.json"  # source run 0 (sources.seeds): the sweep compares one source's scorer
+
+
 def scorer_metrics(shown: list[dict], name: str) -> dict | None:
     """The scorer metrics of experiment ``name`` (``base``: the committed baseline itself)."""
     for baseline in shown:
         if name == "base" and baseline.get("rev") != "workspace" and baseline.get("data"):
-            return baseline["data"]["metrics"]["metrics/scorer.json"]["data"]
+            return baseline["data"]["metrics"][SCORER_METRICS]["data"]
         for exp in baseline.get("experiments") or []:
             if exp.get("name") == name:
                 data = exp["revs"][0]["data"]
-                return data["metrics"]["metrics/scorer.json"]["data"]
+                return data["metrics"][SCORER_METRICS]["data"]
     return None
 
 

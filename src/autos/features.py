@@ -262,7 +262,7 @@ def pool_tables(primary: pa.Table, extra_paths: list[Path], columns: list[str]) 
     for path in extra_paths:
         if not path.is_file():
             raise DataError(f"scorer.extra_tables: {path} does not exist (a labelled feature table, e.g. another "
-                            "study's data/features/source.parquet)")
+                            "study's data/features/<source>/source.parquet)")
         table_metadata(path)  # a damaged or foreign file: a DataError naming it, before its schema is read
         if "label" not in pq.read_schema(path).names:
             raise DataError(f"scorer.extra_tables: {path} has no 'label' column (an unlabelled table?)")

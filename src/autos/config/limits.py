@@ -63,7 +63,8 @@ PARQUET_MAGIC = b"PAR1"  # a Parquet file starts and ends with it
 def parquet_problem(path: str, root: Path) -> str | None:
     """Why ``path`` (relative to ``root``) is not a Parquet file, or None; reads 8 bytes, no Parquet reader."""
     full = root / path
-    allowed = "allowed: an existing labelled feature table (Parquet), e.g. another study's data/features/source.parquet"
+    allowed = ("allowed: an existing labelled feature table (Parquet), e.g. another study's "
+               "data/features/<source>/source.parquet")
     if not full.exists():
         return f"{full} does not exist (paths are relative to the study root {root}); {allowed}"
     if not full.is_file():

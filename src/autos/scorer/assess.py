@@ -20,7 +20,7 @@ from autos.scorer.predict import predict
 
 @dataclass(frozen=True)
 class Assessment:
-    metrics: dict[str, Any]  # metrics/scorer.json (no wall-clock figures)
+    metrics: dict[str, Any]  # metrics/scorer_<source>.json (no wall-clock figures)
     headline: dict[str, float]  # the scorer's own held-out metrics (MLflow's heldout/*)
     baselines: dict[str, dict[str, float]]  # trivial scorers on the same rows (MLflow's baseline/<name>/*)
     eval_rows: np.ndarray  # the held-out rows the metrics were computed on (split.npz)
