@@ -29,7 +29,7 @@ def test_the_paper_shape_is_the_paper_profile_with_only_sizes_shrunk() -> None:
         assert (list(got) == list(want)) if key == "targets" else (got == want), key
     assert shape["irp"]["num_rounds"] == paper["irp"]["num_rounds"] and shape["scorer"]["name"] == "paper"
     assert shape["training"]["schedule"] == "multistep"
-    assert "max_classes" not in shape["data"]["datasets"]["tiny_imagenet"]  # all 200 classes
+    assert "image_size" not in shape["data"]["datasets"]["tiny_imagenet"]  # its native 64 px (10 classes: a size)
     assert shape["transfer"]["method_settings"]["synflow"]["iterations"] == 100
 
 

@@ -207,7 +207,9 @@ class LotteryJackpots(Pruner[JackpotsSettings]):
         fixed = params[fc].numel() if fc in names else 0  # the classifier is kept dense but counted
         kept = kept_count(sum(params[n].numel() for n in names), density) - fixed
         if kept < 1:
-            raise ValueError(f"lottery_jackpots: density {density} leaves no weight beside the dense classifier")
+            raise ValueError(f"lottery_jackpots: density {density:.4g} keeps {kept + fixed} weights, and the dense "
+                             f"classifier ({fc}) alone has {fixed}: none is left to search; lower the sparsity or use "
+                             "a wider model")
         init_masks = layer_budgets({n: params[n] for n in searched}, kept, s.layer_budgets)
 
         modules = dict(model.named_modules())
