@@ -1,4 +1,4 @@
-"""Every single-shot method through the public API on torchvision's classification models (issue: methods must work
+"""Every single-shot method through the public API on torchvision's classification models (methods must work
 on modern models or refuse them with one sentence).
 
 For each (model, method): ``autos.prune(model, method, 0.95, data=(images, labels), settings=FAST[method])`` on a

@@ -1,5 +1,5 @@
-"""AutoS through the public API on models it never saw leaves no layer empty with its defaults (issue: the
-README's `scorer_dir`-only call emptied a custom CNN, torchvision's ResNet-18 and MobileNetV3 at 95%). The scorer
+"""AutoS through the public API on models it never saw leaves no layer empty with its defaults (the
+README's `scorer_dir`-only call once emptied a custom CNN, torchvision's ResNet-18 and MobileNetV3 at 95%). The scorer
 here is untrained, so its global ranking is arbitrary: what keeps every layer and every input -> output path is the
 API's default (`on_collapse="repair"`: the method again with a per-layer floor of ERK's counts), which is what this
 checks on four torchvision models and a CNN with depthwise convs."""

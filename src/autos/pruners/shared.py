@@ -1,5 +1,5 @@
 """Work a method's cells share across sparsities: what does not depend on the target density is computed once per
-(target, method, seed) and read back by the cell of every other sparsity (issue: pay once for what does not depend
+(target, method, seed) and read back by the cell of every other sparsity (pay once for what does not depend
 on the sparsity).
 
 A cell's ``PruneContext`` carries ``share_dir`` and ``share_key``: the key hashes everything the cell's id hashes

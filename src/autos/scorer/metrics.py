@@ -119,7 +119,7 @@ def ticket_diagnostics(
     rng_seed: int,
 ) -> dict | None:
     """The source's IRP ticket (the weights that survived every round) against the masks the scorer and |w0| would
-    choose at the ticket's density, on every source weight (issue: what does the scorer learn?).
+    choose at the ticket's density, on every source weight (what does the scorer learn?).
 
     Returns {"density": the ticket's global density, "overlap": {"autos" | "abs_w0" | "random": |mask & ticket| / k},
     "layers": [{"layer", "weights", "irp_ticket", "autos", "abs_w0"}: per-layer densities]} or None when no weight
